@@ -1,0 +1,17 @@
+//! One file per verb; each is a thin layer over library calls.
+
+pub mod completions;
+
+use anyhow::Result;
+
+use crate::Exit;
+use crate::cli::{Cli, Command};
+
+/// Dispatch a parsed command line.
+pub fn run(cli: Cli) -> Result<Exit> {
+    let global = cli.global;
+    let _ = &global;
+    match cli.command {
+        Command::Completions(args) => completions::run(&args),
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests of the `kiln` binary: one test binary, one module per
+//! command.
+
+mod completions;
+mod support;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every system package kiln's tests need (Debian; run as root).
+# Idempotent: packages already present are not reinstalled, and apt's lists
+# are refreshed only when something is missing.
+set -euo pipefail
+
+# One package per line, with the tests that need it.
+packages=(
+  git            # context: git URL sources; conformance harness
+  python3        # conformance checkers (../shared/conformance)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-test-deps: missing packages ${missing[*]}; run this script as root" >&2
+    exit 1
+  fi
+  echo "install-test-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+for tool in cargo rustc; do
+  command -v "$tool" >/dev/null || { echo "install-test-deps: $tool not found (install a Rust toolchain)" >&2; exit 1; }
+done
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
