@@ -10,8 +10,102 @@
 //! a [`FileOp`]'s input 0 is the filesystem it changes; further inputs are
 //! referred to by index from mounts and copy actions.
 
+use std::path::{Path, PathBuf};
+
 use crate::key::{CacheKey, KeyEncoder};
 use crate::op::Op;
+
+mod copy;
+mod perm;
+mod view;
+
+pub use copy::{CopyStats, Source, apply_actions};
+pub use perm::{Chmod, Owner, resolve_owner};
+pub use view::{Entry, View, clean};
+
+/// Why a file action failed. Paths are inside the filesystem being read or
+/// written (absolute, as the Dockerfile author sees them) unless said.
+#[derive(Debug, thiserror::Error)]
+pub enum FileOpError {
+    /// A source or a parent of the destination does not exist.
+    #[error("{}: no such file or directory", path.display())]
+    NotFound {
+        /// The missing path.
+        path: PathBuf,
+    },
+    /// A path that must be a directory is not one.
+    #[error("{}: not a directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A file would replace an existing directory.
+    #[error("cannot copy a file over the directory {}", path.display())]
+    IsADirectory {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Symlinks loop.
+    #[error("{}: too many levels of symbolic links", path.display())]
+    SymlinkLoop {
+        /// The path being resolved.
+        path: PathBuf,
+    },
+    /// A `--chmod` that is neither octal nor symbolic.
+    #[error(
+        "invalid --chmod `{value}`: expected an octal mode (0755) or a symbolic one (u+x,go-w)"
+    )]
+    BadChmod {
+        /// The value.
+        value: String,
+    },
+    /// A `--chown` user missing from the destination's /etc/passwd.
+    #[error("unable to find user {name}: no matching entries in passwd file")]
+    UnknownUser {
+        /// The name.
+        name: String,
+    },
+    /// A `--chown` group missing from the destination's /etc/group.
+    #[error("unable to find group {name}: no matching entries in group file")]
+    UnknownGroup {
+        /// The name.
+        name: String,
+    },
+    /// An invalid source or `--exclude` pattern.
+    #[error("invalid pattern `{pattern}`: {reason}")]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A copy names an input the op does not have.
+    #[error("file op refers to input {input}, which it does not have")]
+    NoSuchInput {
+        /// The input index.
+        input: usize,
+    },
+    /// Something kiln does not implement yet; never silently skipped.
+    #[error("{}: {what} is not supported yet", path.display())]
+    Unsupported {
+        /// The path it was found at.
+        path: PathBuf,
+        /// What.
+        what: &'static str,
+    },
+    /// An I/O error (the message names the path on disk).
+    #[error(transparent)]
+    Io(std::io::Error),
+}
+
+impl FileOpError {
+    fn io(what: &str, path: &Path, err: &std::io::Error) -> FileOpError {
+        FileOpError::Io(std::io::Error::new(
+            err.kind(),
+            format!("failed to {what} {}: {err}", path.display()),
+        ))
+    }
+}
 
 /// One op of a build graph.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -449,13 +543,6 @@ pub enum FileAction {
         /// Owner.
         chown: Option<Chown>,
     },
-    /// Remove a path.
-    Rm {
-        /// Absolute path.
-        path: String,
-        /// A missing path is not an error.
-        allow_not_found: bool,
-    },
 }
 
 impl CacheKey for FileAction {
@@ -486,14 +573,6 @@ impl CacheKey for FileAction {
                 // The data can be large: its digest stands for it.
                 enc.key("data", &crate::key::Key::of_bytes(data));
                 opt_value(enc, "chown", chown.as_ref());
-            }
-            FileAction::Rm {
-                path,
-                allow_not_found,
-            } => {
-                enc.tag("rm", 1);
-                enc.str("path", path);
-                enc.bool("allow_not_found", *allow_not_found);
             }
         }
     }

@@ -2,6 +2,7 @@
 // Helpers outside #[test] fns unwrap too: a test failing loudly is the point.
 #![allow(clippy::unwrap_used)]
 
+mod copy;
 mod fake;
 mod properties;
 mod scheduler;

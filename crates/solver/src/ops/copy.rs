@@ -1,0 +1,578 @@
+//! File actions (COPY/ADD, mkdir, mkfile) applied as a new layer directory
+//! on top of a [`View`], with BuildKit's copy semantics:
+//!
+//! - sources are paths or (with `allow_wildcard`) patterns relative to the
+//!   source root, symlinks resolved inside it, never escaping it;
+//! - a directory source copies its contents (`dir_contents_only`), merged
+//!   into what is already there;
+//! - the destination is a directory when it ends with `/`, when there are
+//!   several sources, or when it already is one; else it names the copy;
+//! - missing parents are created (`0755`, owned by `--chown` or root);
+//! - owners: `--chown` (names resolved in the destination), else the
+//!   op's default (root for the build context), else the source's;
+//!   `--chmod` applies to every copied file and directory;
+//! - hard links inside a copied tree stay hard links; mtimes are kept.
+//!
+//! The new layer only holds what changed, plus the parent directories of
+//! what changed (with their existing metadata), as an overlay upper dir
+//! would.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+
+use super::perm::{Chmod, Owner, resolve_owner};
+use super::view::{Entry, View, clean};
+use super::{Copy, FileAction, FileOpError};
+
+/// A source filesystem of a file op.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Its files.
+    pub view: View,
+    /// Owner of copies when no `--chown` is given (`None`: the source
+    /// file's own). The build context's files are owned by root.
+    pub default_owner: Option<Owner>,
+}
+
+/// What a file op wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CopyStats {
+    /// Regular files written.
+    pub files: u64,
+    /// Directories created.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+}
+
+/// Apply `actions` on top of `base`, writing the changes into the empty
+/// directory `out`. `sources[i]` is the op's input `i`.
+pub fn apply_actions(
+    actions: &[FileAction],
+    base: &View,
+    sources: &[Source],
+    out: &Path,
+) -> Result<CopyStats, FileOpError> {
+    let mut layers = base.layers().to_vec();
+    layers.push(out.to_path_buf());
+    let mut w = Writer {
+        state: View::new(layers),
+        out: out.to_path_buf(),
+        stats: CopyStats::default(),
+        links: HashMap::new(),
+    };
+    for action in actions {
+        match action {
+            FileAction::Copy(copy) => {
+                let source = sources
+                    .get(copy.from)
+                    .ok_or(FileOpError::NoSuchInput { input: copy.from })?;
+                w.links.clear();
+                w.copy(copy, source)?;
+            }
+            FileAction::Mkdir {
+                path,
+                mode,
+                parents,
+                chown,
+            } => {
+                let owner = w.owner(chown.as_ref(), None)?;
+                let rel = w.state.resolve(Path::new(path), true)?;
+                if let Some(parent) = rel.parent() {
+                    if !*parents && w.state.lookup(parent)?.is_none() {
+                        return Err(FileOpError::NotFound {
+                            path: parent.to_path_buf(),
+                        });
+                    }
+                    w.ensure_dir(parent, owner)?;
+                }
+                match w.state.lookup(&rel)? {
+                    Some(e) if e.meta.is_dir() => {}
+                    Some(_) => return Err(FileOpError::NotADirectory { path: rel }),
+                    None => {
+                        let disk = out.join(&rel);
+                        fs_err::create_dir(&disk).map_err(FileOpError::Io)?;
+                        set_meta(&disk, owner.unwrap_or(ROOT), *mode, None)?;
+                        w.stats.dirs += 1;
+                    }
+                }
+            }
+            FileAction::Mkfile {
+                path,
+                mode,
+                data,
+                chown,
+            } => {
+                let owner = w.owner(chown.as_ref(), None)?;
+                let rel = w.state.resolve(Path::new(path), true)?;
+                if let Some(parent) = rel.parent() {
+                    w.ensure_dir(parent, owner)?;
+                }
+                let disk = out.join(&rel);
+                remove_in_out(&disk)?;
+                fs_err::write(&disk, data).map_err(FileOpError::Io)?;
+                set_meta(&disk, owner.unwrap_or(ROOT), *mode, None)?;
+                w.stats.files += 1;
+                w.stats.bytes += data.len() as u64;
+            }
+        }
+    }
+    Ok(w.stats)
+}
+
+const ROOT: Owner = Owner { uid: 0, gid: 0 };
+
+struct Writer {
+    /// The base plus `out`: the filesystem as it is now.
+    state: View,
+    out: PathBuf,
+    stats: CopyStats,
+    /// (dev, inode) of a copied multiply-linked file → where its copy is.
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+/// Whether a path component has glob syntax.
+fn has_meta(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+fn component_glob(pattern: &str) -> Result<GlobMatcher, FileOpError> {
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| FileOpError::BadPattern {
+            pattern: pattern.to_owned(),
+            reason: e.kind().to_string(),
+        })
+}
+
+fn exclude_set(patterns: &[String]) -> Result<Option<GlobSet>, FileOpError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut set = GlobSetBuilder::new();
+    for p in patterns {
+        let p = p.trim_start_matches('/');
+        let glob = GlobBuilder::new(p)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| FileOpError::BadPattern {
+                pattern: p.to_owned(),
+                reason: e.kind().to_string(),
+            })?;
+        set.add(glob);
+    }
+    set.build().map(Some).map_err(|e| FileOpError::BadPattern {
+        pattern: patterns.join(" "),
+        reason: e.kind().to_string(),
+    })
+}
+
+/// Whether `rel` or one of its parents matches an exclude pattern.
+fn excluded(set: Option<&GlobSet>, rel: &Path) -> bool {
+    let Some(set) = set else { return false };
+    let mut p = rel;
+    loop {
+        if !p.as_os_str().is_empty() && set.is_match(p) {
+            return true;
+        }
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => return false,
+        }
+    }
+}
+
+/// One matched source: where it is in the source view, and the path kept
+/// under the destination with `--parents`.
+struct Matched {
+    rel: PathBuf,
+    keep: PathBuf,
+}
+
+impl Writer {
+    fn owner(
+        &self,
+        chown: Option<&super::Chown>,
+        default: Option<Owner>,
+    ) -> Result<Option<Owner>, FileOpError> {
+        match chown {
+            Some(c) => resolve_owner(&self.state, &c.user, c.group.as_deref()).map(Some),
+            None => Ok(default),
+        }
+    }
+
+    /// Expand one source (a path, or a pattern) in `view`.
+    fn expand(view: &View, text: &str, wildcard: bool) -> Result<Vec<Matched>, FileOpError> {
+        // `--parents` keeps what follows a `/./` pivot, else the whole path.
+        let pivot = text
+            .find("/./")
+            .map_or_else(PathBuf::new, |i| clean(Path::new(&text[..i])));
+        let cleaned = clean(Path::new(text));
+        let mut found = vec![PathBuf::new()];
+        for comp in &cleaned {
+            let comp_str = comp.to_string_lossy();
+            let mut next = Vec::new();
+            for base in &found {
+                if wildcard && has_meta(&comp_str) {
+                    let matcher = component_glob(&comp_str)?;
+                    let dir = view.resolve(base, true)?;
+                    if view.lookup(&dir)?.is_some_and(|e| e.meta.is_dir()) {
+                        for name in view.read_dir(&dir)?.into_keys() {
+                            if matcher.is_match(Path::new(&name)) {
+                                next.push(base.join(&name));
+                            }
+                        }
+                    }
+                } else {
+                    next.push(base.join(comp));
+                }
+            }
+            found = next;
+        }
+        Ok(found
+            .into_iter()
+            .map(|rel| {
+                let keep = rel
+                    .strip_prefix(&pivot)
+                    .map_or_else(|_| rel.clone(), Path::to_path_buf);
+                Matched { rel, keep }
+            })
+            .collect())
+    }
+
+    fn copy(&mut self, copy: &Copy, source: &Source) -> Result<(), FileOpError> {
+        let owner = self.owner(copy.chown.as_ref(), source.default_owner)?;
+        let chmod = copy.chmod.as_deref().map(Chmod::parse).transpose()?;
+        let exclude = exclude_set(&copy.exclude)?;
+
+        let mut matched = Vec::new();
+        let mut patterns = false;
+        for text in &copy.sources {
+            let is_pattern = copy.allow_wildcard && has_meta(text);
+            patterns |= is_pattern;
+            let found = Self::expand(&source.view, text, copy.allow_wildcard)?;
+            let mut any = false;
+            for m in found {
+                let rel = source.view.resolve(&m.rel, copy.follow_symlinks)?;
+                match source.view.lookup(&rel)? {
+                    Some(entry) => {
+                        any = true;
+                        matched.push((m, entry));
+                    }
+                    None if is_pattern => {}
+                    None => {
+                        return Err(FileOpError::NotFound {
+                            path: Path::new("/").join(&m.rel),
+                        });
+                    }
+                }
+            }
+            if !any && (!is_pattern || !copy.allow_empty_wildcard) {
+                return Err(FileOpError::NotFound {
+                    path: PathBuf::from(text),
+                });
+            }
+        }
+
+        let dest_text = &copy.dest;
+        let wants_dir = dest_text.ends_with('/')
+            || dest_text.ends_with("/.")
+            || dest_text == "."
+            || matched.len() > 1
+            || patterns;
+        let dest = self.state.resolve(Path::new(dest_text), true)?;
+        let dest_is_dir = wants_dir
+            || dest.as_os_str().is_empty()
+            || self.state.lookup(&dest)?.is_some_and(|e| e.meta.is_dir());
+
+        let opts = CopyOpts {
+            owner,
+            chmod: chmod.as_ref(),
+            exclude: exclude.as_ref(),
+        };
+        for (m, entry) in matched {
+            let (target, contents) = if entry.meta.is_dir() && copy.dir_contents_only {
+                let target = if copy.parents {
+                    dest.join(&m.keep)
+                } else {
+                    dest.clone()
+                };
+                (target, true)
+            } else if dest_is_dir {
+                let name = if copy.parents {
+                    m.keep.clone()
+                } else {
+                    PathBuf::from(m.rel.file_name().unwrap_or_else(|| OsStr::new("")))
+                };
+                (dest.join(name), false)
+            } else {
+                (dest.clone(), false)
+            };
+            let target = self.state.resolve(&target, false)?;
+            if let Some(parent) = target.parent() {
+                if copy.create_dest_path || self.state.lookup(parent)?.is_some() {
+                    self.ensure_dir(parent, owner)?;
+                } else {
+                    return Err(FileOpError::NotFound {
+                        path: Path::new("/").join(parent),
+                    });
+                }
+            }
+            let src_rel = source.view.resolve(&m.rel, copy.follow_symlinks)?;
+            if copy.unpack_archives && entry.meta.is_file() && is_archive(&entry.disk)? {
+                return Err(FileOpError::Unsupported {
+                    path: Path::new("/").join(&m.rel),
+                    what: "ADD's extraction of a local archive",
+                });
+            }
+            if contents {
+                // An existing directory keeps its own metadata (BuildKit
+                // only sets it on directories it creates).
+                let existed = self.state.lookup(&target)?.is_some_and(|e| e.meta.is_dir());
+                self.ensure_dir_meta(&target, &entry, &opts)?;
+                self.copy_children(&source.view, &src_rel, &target, Path::new(""), &opts)?;
+                if !existed {
+                    finish_meta(&self.out.join(&target), &entry, &opts)?;
+                }
+            } else {
+                self.copy_entry(
+                    &source.view,
+                    &src_rel,
+                    &entry,
+                    &target,
+                    Path::new(""),
+                    &opts,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Make sure directory `rel` exists in `out`, copying the metadata of
+    /// an existing directory in the state, or creating a new one.
+    fn ensure_dir(&mut self, rel: &Path, owner: Option<Owner>) -> Result<(), FileOpError> {
+        let mut prefix = PathBuf::new();
+        for comp in rel {
+            prefix.push(comp);
+            let disk = self.out.join(&prefix);
+            match self.state.lookup(&prefix)? {
+                Some(e) if e.meta.is_dir() => {
+                    if !disk.is_dir() {
+                        fs_err::create_dir(&disk).map_err(FileOpError::Io)?;
+                        set_meta(
+                            &disk,
+                            Owner {
+                                uid: e.meta.uid(),
+                                gid: e.meta.gid(),
+                            },
+                            e.meta.mode() & 0o7777,
+                            e.meta.modified().ok(),
+                        )?;
+                    }
+                }
+                Some(e) if e.meta.file_type().is_symlink() => {
+                    // Resolved paths never hold symlinks; one appearing here
+                    // is a race with the filesystem changing under us.
+                    return Err(FileOpError::NotADirectory { path: prefix });
+                }
+                Some(_) => return Err(FileOpError::NotADirectory { path: prefix }),
+                None => {
+                    fs_err::create_dir(&disk).map_err(FileOpError::Io)?;
+                    set_meta(&disk, owner.unwrap_or(ROOT), 0o755, None)?;
+                    self.stats.dirs += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A directory being merged into: create it in `out` if needed.
+    fn ensure_dir_meta(
+        &mut self,
+        target: &Path,
+        src: &Entry,
+        opts: &CopyOpts,
+    ) -> Result<(), FileOpError> {
+        match self.state.lookup(target)? {
+            Some(e) if e.meta.is_dir() => self.ensure_dir(target, opts.owner),
+            Some(_) => {
+                let disk = self.out.join(target);
+                remove_in_out(&disk)?;
+                fs_err::create_dir(&disk).map_err(FileOpError::Io)?;
+                self.stats.dirs += 1;
+                finish_meta(&disk, src, opts)
+            }
+            None => {
+                fs_err::create_dir(self.out.join(target)).map_err(FileOpError::Io)?;
+                self.stats.dirs += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn copy_children(
+        &mut self,
+        view: &View,
+        src_dir: &Path,
+        target_dir: &Path,
+        rel: &Path,
+        opts: &CopyOpts,
+    ) -> Result<(), FileOpError> {
+        for (name, entry) in view.read_dir(src_dir)? {
+            let child_rel = rel.join(&name);
+            if excluded(opts.exclude, &child_rel) {
+                continue;
+            }
+            self.copy_entry(
+                view,
+                &src_dir.join(&name),
+                &entry,
+                &target_dir.join(&name),
+                &child_rel,
+                opts,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn copy_entry(
+        &mut self,
+        view: &View,
+        src_rel: &Path,
+        entry: &Entry,
+        target: &Path,
+        rel: &Path,
+        opts: &CopyOpts,
+    ) -> Result<(), FileOpError> {
+        let disk = self.out.join(target);
+        let ft = entry.meta.file_type();
+        if ft.is_dir() {
+            if self.state.lookup(target)?.is_some_and(|e| e.meta.is_dir()) {
+                self.ensure_dir(target, opts.owner)?;
+            } else {
+                remove_in_out(&disk)?;
+                fs_err::create_dir(&disk).map_err(FileOpError::Io)?;
+                self.stats.dirs += 1;
+            }
+            self.copy_children(view, src_rel, target, rel, opts)?;
+            return finish_meta(&disk, entry, opts);
+        }
+        if self.state.lookup(target)?.is_some_and(|e| e.meta.is_dir()) {
+            return Err(FileOpError::IsADirectory {
+                path: Path::new("/").join(target),
+            });
+        }
+        remove_in_out(&disk)?;
+        if ft.is_symlink() {
+            let link = fs_err::read_link(&entry.disk).map_err(FileOpError::Io)?;
+            std::os::unix::fs::symlink(&link, &disk)
+                .map_err(|e| FileOpError::io("symlink", &disk, &e))?;
+            let owner = opts.owner.unwrap_or(Owner {
+                uid: entry.meta.uid(),
+                gid: entry.meta.gid(),
+            });
+            std::os::unix::fs::lchown(&disk, Some(owner.uid), Some(owner.gid))
+                .map_err(|e| FileOpError::io("chown", &disk, &e))?;
+            self.stats.symlinks += 1;
+            return Ok(());
+        }
+        if ft.is_file() {
+            let inode = (entry.meta.dev(), entry.meta.ino());
+            if entry.meta.nlink() > 1 {
+                if let Some(first) = self.links.get(&inode) {
+                    fs_err::hard_link(first, &disk).map_err(FileOpError::Io)?;
+                    return Ok(());
+                }
+                self.links.insert(inode, disk.clone());
+            }
+            let bytes = fs_err::copy(&entry.disk, &disk).map_err(FileOpError::Io)?;
+            self.stats.files += 1;
+            self.stats.bytes += bytes;
+            return finish_meta(&disk, entry, opts);
+        }
+        Err(FileOpError::Unsupported {
+            path: Path::new("/").join(src_rel),
+            what: "copying device files, fifos and sockets",
+        })
+    }
+}
+
+struct CopyOpts<'a> {
+    owner: Option<Owner>,
+    chmod: Option<&'a Chmod>,
+    exclude: Option<&'a GlobSet>,
+}
+
+/// Owner, mode and mtime of a copy of `src`.
+fn finish_meta(disk: &Path, src: &Entry, opts: &CopyOpts) -> Result<(), FileOpError> {
+    let owner = opts.owner.unwrap_or(Owner {
+        uid: src.meta.uid(),
+        gid: src.meta.gid(),
+    });
+    let mode = src.meta.mode() & 0o7777;
+    let mode = opts
+        .chmod
+        .map_or(mode, |c| c.apply(mode, src.meta.is_dir()));
+    set_meta(disk, owner, mode, src.meta.modified().ok())
+}
+
+/// chown, then chmod (chown clears set-id bits), then the mtime.
+fn set_meta(
+    disk: &Path,
+    owner: Owner,
+    mode: u32,
+    mtime: Option<std::time::SystemTime>,
+) -> Result<(), FileOpError> {
+    std::os::unix::fs::lchown(disk, Some(owner.uid), Some(owner.gid))
+        .map_err(|e| FileOpError::io("chown", disk, &e))?;
+    fs_err::set_permissions(disk, std::fs::Permissions::from_mode(mode))
+        .map_err(FileOpError::Io)?;
+    if let Some(mtime) = mtime {
+        let file = fs_err::File::open(disk).map_err(FileOpError::Io)?;
+        file.file()
+            .set_modified(mtime)
+            .map_err(|e| FileOpError::io("set mtime", disk, &e))?;
+    }
+    Ok(())
+}
+
+/// Remove a non-directory at `disk` (in the output layer) if there is one.
+fn remove_in_out(disk: &Path) -> Result<(), FileOpError> {
+    match std::fs::symlink_metadata(disk) {
+        Ok(m) if m.is_dir() => fs_err::remove_dir_all(disk).map_err(FileOpError::Io),
+        Ok(_) => fs_err::remove_file(disk).map_err(FileOpError::Io),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Whether a file is a tar archive, plain or compressed (what ADD extracts).
+fn is_archive(disk: &Path) -> Result<bool, FileOpError> {
+    use std::io::Read as _;
+    let mut head = [0u8; 512];
+    let mut file = fs_err::File::open(disk).map_err(FileOpError::Io)?;
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(FileOpError::io("read", disk, &e)),
+        }
+    }
+    let head = &head[..n];
+    let compressed = head.starts_with(&[0x1f, 0x8b])
+        || head.starts_with(b"BZh")
+        || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
+        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    let tar = head.len() >= 262 && &head[257..262] == b"ustar";
+    Ok(compressed || tar)
+}

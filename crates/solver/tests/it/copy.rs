@@ -1,0 +1,346 @@
+//! File actions on layer directories: BuildKit's COPY semantics.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use kiln_solver::ops::{Chown, Copy, FileAction, FileOpError, Owner, Source, View, apply_actions};
+
+struct Fx {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Fx {
+    fn new() -> Fx {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        for d in ["ctx", "base", "out"] {
+            std::fs::create_dir(root.join(d)).unwrap();
+        }
+        Fx { _tmp: tmp, root }
+    }
+
+    fn write(&self, rel: &str, data: &str) {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    fn out(&self, rel: &str) -> PathBuf {
+        self.root.join("out").join(rel)
+    }
+
+    fn read_out(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.out(rel)).unwrap()
+    }
+
+    fn run(&self, copy: Copy) -> Result<(), FileOpError> {
+        self.run_actions(&[FileAction::Copy(copy)])
+    }
+
+    fn run_actions(&self, actions: &[FileAction]) -> Result<(), FileOpError> {
+        let ctx = Source {
+            view: View::dir(self.root.join("ctx")),
+            default_owner: Some(Owner { uid: 0, gid: 0 }),
+        };
+        let base = View::dir(self.root.join("base"));
+        apply_actions(actions, &base, &[ctx], &self.root.join("out")).map(|_| ())
+    }
+
+    /// Relative paths of everything in `out`, sorted.
+    fn out_tree(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        walk(&self.root.join("out"), Path::new(""), &mut v);
+        v.sort();
+        v
+    }
+}
+
+fn walk(dir: &Path, rel: &Path, out: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let r = rel.join(e.file_name());
+        let ft = e.file_type().unwrap();
+        out.push(format!(
+            "{}{}",
+            r.display(),
+            if ft.is_dir() { "/" } else { "" }
+        ));
+        if ft.is_dir() {
+            walk(&e.path(), &r, out);
+        }
+    }
+}
+
+fn copy(sources: &[&str], dest: &str) -> Copy {
+    Copy {
+        from: 0,
+        sources: sources.iter().map(|s| (*s).to_owned()).collect(),
+        dest: dest.to_owned(),
+        follow_symlinks: true,
+        dir_contents_only: true,
+        allow_wildcard: true,
+        allow_empty_wildcard: true,
+        create_dest_path: true,
+        ..Copy::default()
+    }
+}
+
+#[test]
+fn destination_rules() {
+    let fx = Fx::new();
+    fx.write("ctx/a.txt", "a");
+    fx.write("base/existing/keep", "k");
+    // trailing slash: into the directory
+    fx.run(copy(&["a.txt"], "/into/")).unwrap();
+    assert_eq!(fx.read_out("into/a.txt"), "a");
+    // no slash, not a directory: the copy's own name
+    fx.run(copy(&["a.txt"], "/renamed")).unwrap();
+    assert_eq!(fx.read_out("renamed"), "a");
+    // no slash, an existing directory (in a lower layer): into it
+    fx.run(copy(&["a.txt"], "/existing")).unwrap();
+    assert_eq!(fx.read_out("existing/a.txt"), "a");
+    assert!(
+        !fx.out("existing/keep").exists(),
+        "lower content was copied up"
+    );
+}
+
+#[test]
+fn directory_sources_copy_their_contents_merged() {
+    let fx = Fx::new();
+    fx.write("ctx/src/main.rs", "fn main() {}");
+    fx.write("ctx/src/lib/mod.rs", "");
+    fx.write("base/app/old", "old");
+    std::fs::set_permissions(
+        fx.root.join("base/app"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    fx.run(copy(&["src"], "/app")).unwrap();
+    assert_eq!(
+        fx.out_tree(),
+        ["app/", "app/lib/", "app/lib/mod.rs", "app/main.rs"]
+    );
+    // The existing directory keeps its metadata in the new layer.
+    assert_eq!(
+        std::fs::metadata(fx.out("app")).unwrap().mode() & 0o7777,
+        0o750
+    );
+}
+
+#[test]
+fn wildcards_and_missing_sources() {
+    let fx = Fx::new();
+    fx.write("ctx/a.txt", "a");
+    fx.write("ctx/b.txt", "b");
+    fx.write("ctx/c.md", "c");
+    fx.write("ctx/sub/d.txt", "d");
+    fx.run(copy(&["*.txt"], "/t/")).unwrap();
+    assert_eq!(fx.out_tree(), ["t/", "t/a.txt", "t/b.txt"]);
+    fx.run(copy(&["*/d.txt", "c.md"], "/u/")).unwrap();
+    assert_eq!(fx.read_out("u/d.txt"), "d");
+    assert_eq!(fx.read_out("u/c.md"), "c");
+    // A pattern matching nothing copies nothing; a missing path is an error.
+    fx.run(copy(&["*.nope"], "/v/")).unwrap();
+    let err = fx.run(copy(&["missing.txt"], "/w/")).unwrap_err();
+    assert_eq!(err.to_string(), "/missing.txt: no such file or directory");
+}
+
+#[test]
+fn symlinks_never_escape_their_root() {
+    let fx = Fx::new();
+    fx.write("ctx/a.txt", "a");
+    std::os::unix::fs::symlink("/etc/passwd", fx.root.join("ctx/escape")).unwrap();
+    std::os::unix::fs::symlink("../../../etc/hostname", fx.root.join("ctx/up")).unwrap();
+    // Absolute and `..` links resolve inside the context: not found there.
+    assert!(matches!(
+        fx.run(copy(&["escape"], "/x")),
+        Err(FileOpError::NotFound { .. })
+    ));
+    assert!(matches!(
+        fx.run(copy(&["up"], "/x")),
+        Err(FileOpError::NotFound { .. })
+    ));
+    // A destination through a symlink in the base lands inside the root.
+    std::fs::create_dir_all(fx.root.join("base/opt/app")).unwrap();
+    std::os::unix::fs::symlink("/opt/app", fx.root.join("base/app")).unwrap();
+    std::os::unix::fs::symlink("/../../../tmp", fx.root.join("base/tmp-escape")).unwrap();
+    fx.run(copy(&["a.txt"], "/app/")).unwrap();
+    assert_eq!(fx.read_out("opt/app/a.txt"), "a");
+    fx.run(copy(&["a.txt"], "/tmp-escape/")).unwrap();
+    assert_eq!(fx.read_out("tmp/a.txt"), "a");
+    // Symlinks inside a copied directory stay symlinks.
+    std::fs::create_dir(fx.root.join("ctx/d")).unwrap();
+    std::os::unix::fs::symlink("../a.txt", fx.root.join("ctx/d/link")).unwrap();
+    fx.run(copy(&["d"], "/d")).unwrap();
+    assert_eq!(
+        std::fs::read_link(fx.out("d/link")).unwrap(),
+        Path::new("../a.txt")
+    );
+}
+
+#[test]
+fn chmod_applies_to_files_and_directories() {
+    let fx = Fx::new();
+    fx.write("ctx/dir/run.sh", "#!/bin/sh");
+    std::fs::set_permissions(
+        fx.root.join("ctx/dir/run.sh"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let mut c = copy(&["dir"], "/bin/");
+    c.chmod = Some("u+x".into());
+    fx.run(c).unwrap();
+    assert_eq!(
+        std::fs::metadata(fx.out("bin/run.sh")).unwrap().mode() & 0o7777,
+        0o744
+    );
+    let mut c = copy(&["dir/run.sh"], "/octal");
+    c.chmod = Some("0700".into());
+    fx.run(c).unwrap();
+    assert_eq!(
+        std::fs::metadata(fx.out("octal")).unwrap().mode() & 0o7777,
+        0o700
+    );
+    let mut c = copy(&["dir/run.sh"], "/bad");
+    c.chmod = Some("u+q".into());
+    assert!(matches!(fx.run(c), Err(FileOpError::BadChmod { .. })));
+}
+
+#[test]
+fn chown_by_name_resolves_in_the_destination_needs_root() {
+    let fx = Fx::new();
+    fx.write(
+        "base/etc/passwd",
+        "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+    );
+    fx.write("base/etc/group", "root:x:0:\napp:x:1001:\n");
+    fx.write("ctx/a.txt", "a");
+    let mut c = copy(&["a.txt"], "/new/dir/");
+    c.chown = Some(Chown {
+        user: "app".into(),
+        group: None,
+    });
+    fx.run(c).unwrap();
+    for p in ["new", "new/dir", "new/dir/a.txt"] {
+        let m = std::fs::metadata(fx.out(p)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (1000, 1001), "{p}");
+    }
+    let mut c = copy(&["a.txt"], "/x");
+    c.chown = Some(Chown {
+        user: "ghost".into(),
+        group: None,
+    });
+    assert_eq!(
+        fx.run(c).unwrap_err().to_string(),
+        "unable to find user ghost: no matching entries in passwd file"
+    );
+}
+
+#[test]
+fn parents_keep_source_paths() {
+    let fx = Fx::new();
+    fx.write("ctx/x/y/f.txt", "f");
+    fx.write("ctx/x/z/g.txt", "g");
+    let mut c = copy(&["x/*/f.txt"], "/p/");
+    c.parents = true;
+    fx.run(c).unwrap();
+    assert_eq!(fx.read_out("p/x/y/f.txt"), "f");
+    // A `/./` pivot keeps only what follows it.
+    let mut c = copy(&["x/./z/g.txt"], "/q/");
+    c.parents = true;
+    fx.run(c).unwrap();
+    assert_eq!(fx.read_out("q/z/g.txt"), "g");
+}
+
+#[test]
+fn exclude_patterns_leave_files_out() {
+    let fx = Fx::new();
+    fx.write("ctx/src/a.rs", "");
+    fx.write("ctx/src/a.md", "");
+    fx.write("ctx/src/docs/b.md", "");
+    fx.write("ctx/src/target/x", "");
+    let mut c = copy(&["src"], "/s");
+    c.exclude = vec!["*.md".into(), "target".into()];
+    fx.run(c).unwrap();
+    assert_eq!(fx.out_tree(), ["s/", "s/a.rs", "s/docs/", "s/docs/b.md"]);
+}
+
+#[test]
+fn hard_links_stay_linked() {
+    let fx = Fx::new();
+    fx.write("ctx/d/one", "same");
+    std::fs::hard_link(fx.root.join("ctx/d/one"), fx.root.join("ctx/d/two")).unwrap();
+    fx.run(copy(&["d"], "/d")).unwrap();
+    let a = std::fs::metadata(fx.out("d/one")).unwrap();
+    let b = std::fs::metadata(fx.out("d/two")).unwrap();
+    assert_eq!(a.ino(), b.ino());
+}
+
+#[test]
+fn add_of_a_local_archive_is_a_clear_error_until_extraction_lands() {
+    let fx = Fx::new();
+    std::fs::write(fx.root.join("ctx/a.tar.gz"), [0x1f, 0x8b, 8, 0]).unwrap();
+    let mut c = copy(&["a.tar.gz"], "/x/");
+    c.unpack_archives = true;
+    let err = fx.run(c).unwrap_err();
+    assert!(err.to_string().contains("is not supported yet"), "{err}");
+}
+
+#[test]
+fn mkdir_and_mkfile() {
+    let fx = Fx::new();
+    fx.run_actions(&[
+        FileAction::Mkdir {
+            path: "/work/dir".into(),
+            mode: 0o755,
+            parents: true,
+            chown: None,
+        },
+        FileAction::Mkfile {
+            path: "/work/dir/hello".into(),
+            mode: 0o600,
+            data: b"hi\n".to_vec(),
+            chown: None,
+        },
+    ])
+    .unwrap();
+    assert_eq!(fx.read_out("work/dir/hello"), "hi\n");
+    assert_eq!(
+        std::fs::metadata(fx.out("work/dir/hello")).unwrap().mode() & 0o777,
+        0o600
+    );
+    let err = fx
+        .run_actions(&[FileAction::Mkdir {
+            path: "/a/b".into(),
+            mode: 0o755,
+            parents: false,
+            chown: None,
+        }])
+        .unwrap_err();
+    assert!(matches!(err, FileOpError::NotFound { .. }));
+}
+
+#[test]
+fn whiteouts_hide_lower_files_needs_root() {
+    let fx = Fx::new();
+    fx.write("base/etc/a", "a");
+    fx.write("base/etc/b", "b");
+    let upper = fx.root.join("upper");
+    std::fs::create_dir_all(upper.join("etc")).unwrap();
+    let status = std::process::Command::new("mknod")
+        .arg(upper.join("etc/a"))
+        .args(["c", "0", "0"])
+        .status()
+        .expect("mknod (coreutils) must be installed");
+    assert!(status.success(), "mknod failed: this test needs root");
+    let view = View::new(vec![fx.root.join("base"), upper]);
+    assert!(view.lookup(Path::new("etc/a")).unwrap().is_none());
+    let names: Vec<_> = view
+        .read_dir(Path::new("etc"))
+        .unwrap()
+        .into_keys()
+        .collect();
+    assert_eq!(names, ["b"]);
+}
