@@ -13,6 +13,8 @@
 mod cli;
 mod commands;
 mod diagnostic;
+#[allow(dead_code)] // rendered by `kiln build` (lands with the build crate)
+mod progress;
 
 use std::process::ExitCode;
 
