@@ -8,6 +8,7 @@ set -euo pipefail
 packages=(
   git            # context: git URL sources; conformance harness
   python3        # conformance checkers (../shared/conformance)
+  busybox-static # runtime + `kiln run` *_needs_root tests: a static busybox root filesystem (testdata/runtime/busybox-rootfs.sh)
 )
 
 missing=()

@@ -1,0 +1,277 @@
+//! The runtime helper: the process `kiln __runtime SPEC-FILE` becomes.
+//!
+//! kiln never forks inside its own (multi-threaded, tokio) process. It
+//! re-executes itself as this helper, which is single-threaded from its
+//! first instruction: [`main`] must be called at the very top of the
+//! binary's `main`, before anything starts a thread.
+//!
+//! ```text
+//! kiln (tokio) ──spawn──▶ kiln __runtime spec.json      (host namespaces)
+//!     │ lifeline pipe           │ clone(NEWPID|NEWNS|NEWUTS|NEWIPC[|NEWNET])
+//!     └──────── EOF = kiln gone ▼
+//!                         container PID 1: mounts, pivot_root, credentials,
+//!                         exec (or a minimal init that runs the command)
+//! ```
+//!
+//! The helper forwards the signals it gets to the container's PID 1, kills
+//! the container when kiln's lifeline breaks, waits, and writes an
+//! [`Outcome`] next to the spec. Every mount lives in the container's own
+//! mount namespace, so none survives the container: not even after
+//! `kill -9` of kiln or of the helper (PID 1 has `PR_SET_PDEATHSIG`).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{Pid, pipe2};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RuntimeError};
+use crate::spec::{ContainerSpec, Network};
+
+/// The hidden first argument that turns `kiln` into the helper.
+pub const HELPER_ARG: &str = "__runtime";
+
+/// The exit status for a failure of the runtime itself (docker's 125).
+pub const EXIT_RUNTIME_FAILURE: i32 = 125;
+
+/// How a container run ended, as the helper reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The process exited with this code.
+    Exited {
+        /// Exit code.
+        code: i32,
+    },
+    /// The process was killed by this signal.
+    Signaled {
+        /// Signal number.
+        signal: i32,
+    },
+    /// The command could not be started: 127 (not found) or 126 (not
+    /// executable), with docker's message.
+    ExecFailed {
+        /// 126 or 127.
+        code: i32,
+        /// What went wrong.
+        message: String,
+    },
+    /// Setting up the container failed (a mount, the user, …).
+    SetupFailed {
+        /// What went wrong.
+        message: String,
+    },
+    /// kiln went away (or cancelled the run); the container was killed.
+    Cancelled,
+}
+
+impl Outcome {
+    /// The exit status docker would give: the code, 128 + signal, 126/127,
+    /// or 125.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Exited { code } | Outcome::ExecFailed { code, .. } => *code,
+            Outcome::Signaled { signal } => 128 + signal,
+            Outcome::SetupFailed { .. } => EXIT_RUNTIME_FAILURE,
+            Outcome::Cancelled => 128 + Signal::SIGKILL as i32,
+        }
+    }
+
+    /// Read the outcome a helper wrote.
+    pub fn read(path: &Path) -> Result<Outcome> {
+        let bytes = fs_err::read(path)?;
+        serde_json::from_slice(&bytes).map_err(|source| RuntimeError::Spec {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    fn write(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("tmp");
+        let bytes = serde_json::to_vec(self).map_err(|source| RuntimeError::Spec {
+            path: path.to_owned(),
+            source,
+        })?;
+        fs_err::write(&tmp, bytes)?;
+        fs_err::rename(&tmp, path)?;
+        Ok(())
+    }
+}
+
+/// The signals the helper forwards to the container (and init to the
+/// command). SIGCHLD is watched too.
+pub(crate) fn forwarded_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGTERM,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGCONT,
+        Signal::SIGALRM,
+        Signal::SIGPWR,
+        Signal::SIGCHLD,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+/// The helper's entry point: run the container described by the spec at
+/// `spec_path`, write the outcome to the spec's result path, and return the
+/// status the helper exits with (the container's, see [`Outcome::exit_code`]).
+///
+/// Call only at the very top of `main`, while the process has one thread.
+pub fn main(spec_path: &Path) -> i32 {
+    let Ok(spec) = ContainerSpec::read(spec_path) else {
+        return EXIT_RUNTIME_FAILURE;
+    };
+    let outcome = run(&spec).unwrap_or_else(|e| Outcome::SetupFailed {
+        message: e.to_string(),
+    });
+    if outcome.write(&spec.result).is_err() {
+        return EXIT_RUNTIME_FAILURE;
+    }
+    outcome.exit_code()
+}
+
+/// clone(2) without a new stack: like fork, with namespace flags. Safe only
+/// in a single-threaded process, which the helper is.
+fn clone_process(flags: libc::c_int) -> Result<Option<Pid>> {
+    // SAFETY: with a null stack the child continues on a copy of ours, like
+    // fork(2); the process is single-threaded, so no lock is held elsewhere.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::c_long::from(flags | libc::SIGCHLD),
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match rc {
+        -1 => Err(RuntimeError::sys("clone", "container")(Errno::last())),
+        0 => Ok(None),
+        pid => Ok(Some(Pid::from_raw(i32::try_from(pid).unwrap_or(-1)))),
+    }
+}
+
+fn run(spec: &ContainerSpec) -> Result<Outcome> {
+    let signals = forwarded_signals();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)
+        .map_err(RuntimeError::sys("block signals", "helper"))?;
+    let sigfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(RuntimeError::sys("signalfd", "helper"))?;
+    let (err_r, err_w) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(RuntimeError::sys("pipe", "helper"))?;
+    let (alive_r, alive_w) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(RuntimeError::sys("pipe", "helper"))?;
+
+    let mut flags =
+        libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if spec.network == Network::None {
+        flags |= libc::CLONE_NEWNET;
+    }
+    let Some(child) = clone_process(flags)? else {
+        drop(err_r);
+        drop(alive_w);
+        drop(sigfd);
+        let code = crate::init::run(spec, err_w, &alive_r);
+        // SAFETY: leave the cloned child without running the helper's
+        // destructors or atexit handlers.
+        unsafe { libc::_exit(code) }
+    };
+    drop(err_w);
+    drop(alive_r);
+
+    // The write end closes on a successful exec; before that the child
+    // writes `CODE\nmessage` when something fails.
+    let report = read_all(&err_r);
+    if !report.is_empty() {
+        let _ = waitpid(child, None);
+        let text = String::from_utf8_lossy(&report);
+        let (code, message) = text.split_once('\n').unwrap_or(("125", &text));
+        let code: i32 = code.parse().unwrap_or(EXIT_RUNTIME_FAILURE);
+        return Ok(if code == EXIT_RUNTIME_FAILURE {
+            Outcome::SetupFailed {
+                message: message.to_owned(),
+            }
+        } else {
+            Outcome::ExecFailed {
+                code,
+                message: message.to_owned(),
+            }
+        });
+    }
+
+    // SAFETY: the spec names a descriptor kiln passed to us; it stays open
+    // for the helper's lifetime.
+    let lifeline = spec
+        .lifeline_fd
+        .map(|fd| unsafe { BorrowedFd::borrow_raw(fd) });
+    let outcome = supervise(child, &sigfd, lifeline)?;
+    drop(alive_w);
+    Ok(outcome)
+}
+
+fn read_all(fd: &OwnedFd) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match nix::unistd::read(fd.as_fd(), &mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(Errno::EINTR) => {}
+            Err(_) => return out,
+        }
+    }
+}
+
+/// Wait for the container, forwarding signals, and kill it if the lifeline
+/// breaks.
+fn supervise(child: Pid, sigfd: &SignalFd, lifeline: Option<BorrowedFd<'_>>) -> Result<Outcome> {
+    loop {
+        let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        if let Some(l) = lifeline {
+            fds.push(PollFd::new(l, PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(RuntimeError::sys("poll", "helper")(e)),
+        }
+        let lifeline_broken = fds.get(1).and_then(PollFd::revents).is_some_and(|r| {
+            r.intersects(PollFlags::POLLHUP | PollFlags::POLLIN | PollFlags::POLLERR)
+        });
+        if lifeline_broken {
+            let _ = kill(child, Signal::SIGKILL);
+            let _ = waitpid(child, None);
+            return Ok(Outcome::Cancelled);
+        }
+        while let Ok(Some(info)) = sigfd.read_signal() {
+            let signo = i32::try_from(info.ssi_signo).unwrap_or(0);
+            if signo == Signal::SIGCHLD as i32 {
+                continue;
+            }
+            if let Ok(sig) = Signal::try_from(signo) {
+                let _ = kill(child, sig);
+            }
+        }
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Outcome::Exited { code }),
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                return Ok(Outcome::Signaled { signal: sig as i32 });
+            }
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(RuntimeError::sys("waitpid", "container")(e)),
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! The parent side of a run: the runtime's state directory, one run
+//! directory per container (short links to the lower dirs, the stubs lower
+//! dir, upper/work/merged, generated `/etc` files, secrets, the spec), the
+//! lifeline pipe, the helper command, and cleaning up after runs that a
+//! killed kiln left behind.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::fcntl::OFlag;
+
+use crate::error::{Result, RuntimeError};
+use crate::helper::{HELPER_ARG, Outcome};
+use crate::rootfs::RUNTIME_MOUNT_POINTS;
+use crate::spec::{self, ContainerSpec, Mount, MountKind, Network, Process, Rootfs};
+
+/// A secret the process can read as a file (BuildKit's `--mount=type=secret`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// Absolute path inside the container (`/run/secrets/<id>` by default).
+    pub target: String,
+    /// The content.
+    pub data: Vec<u8>,
+    /// File mode (BuildKit's default is 0400).
+    pub mode: u32,
+    /// Owner uid and gid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+}
+
+/// What to run and how: shared by RUN steps and `kiln run`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContainerConfig {
+    /// Lower directories (image or snapshot layers), top first.
+    pub lowers: Vec<PathBuf>,
+    /// The command and its arguments (already resolved from shell or exec
+    /// form, entrypoint and cmd).
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` pairs.
+    pub env: Vec<String>,
+    /// Working directory (created if missing); empty means `/`.
+    pub cwd: String,
+    /// `user[:group]`, empty for root.
+    pub user: String,
+    /// Hostname.
+    pub hostname: String,
+    /// Network namespace.
+    pub network: Network,
+    /// Extra mounts, targets absolute (checked by [`spec::check_target`]).
+    pub mounts: Vec<Mount>,
+    /// Secrets, mounted read-only as files.
+    pub secrets: Vec<Secret>,
+    /// stdin is a terminal.
+    pub tty: bool,
+    /// Run kiln's minimal init as PID 1.
+    pub init: bool,
+    /// Read-only root filesystem.
+    pub readonly_rootfs: bool,
+    /// Capabilities kept (see [`crate::caps::compute`]).
+    pub capabilities: Vec<String>,
+    /// `--privileged`.
+    pub privileged: bool,
+}
+
+/// Where the runtime keeps its run directories (`<store root>/runtime`).
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    state: PathBuf,
+    helper: PathBuf,
+}
+
+static NEXT_RUN: AtomicU64 = AtomicU64::new(0);
+
+fn lock_exclusive(file: &File, wait: bool) -> bool {
+    let mut op = libc::LOCK_EX;
+    if !wait {
+        op |= libc::LOCK_NB;
+    }
+    // SAFETY: flock on a descriptor we own.
+    unsafe { libc::flock(file.as_raw_fd(), op) == 0 }
+}
+
+impl Runtime {
+    /// Open (creating) the state directory and clean up what runs of a
+    /// killed kiln left there. `helper` is the executable that dispatches
+    /// [`HELPER_ARG`] (kiln itself: `/proc/self/exe`).
+    pub fn open(state_dir: &Path, helper: &Path) -> Result<Runtime> {
+        let runs = state_dir.join("runs");
+        fs_err::create_dir_all(&runs)?;
+        let rt = Runtime {
+            state: state_dir.to_owned(),
+            helper: helper.to_owned(),
+        };
+        rt.clean_stale()?;
+        Ok(rt)
+    }
+
+    /// The directory holding one directory per run.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.state.join("runs")
+    }
+
+    /// Remove run directories whose owner is gone (their lock is free),
+    /// unmounting anything still mounted below them first.
+    pub fn clean_stale(&self) -> Result<usize> {
+        let mut removed = 0;
+        for entry in fs_err::read_dir(self.runs_dir())? {
+            let dir = entry?.path();
+            let Ok(lock) = File::open(dir.join("lock")) else {
+                // A run directory is created with its lock file; one
+                // without is a half-created leftover.
+                remove_run_dir(&dir);
+                removed += 1;
+                continue;
+            };
+            if lock_exclusive(&lock, false) {
+                remove_run_dir(&dir);
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Prepare a run directory and spec for `config`.
+    pub fn prepare(&self, config: &ContainerConfig) -> Result<Prepared> {
+        let id = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            NEXT_RUN.fetch_add(1, Ordering::Relaxed),
+            nanos()
+        );
+        let dir = self.runs_dir().join(id);
+        fs_err::create_dir(&dir)?;
+        let lock = fs_err::File::create(dir.join("lock"))?.into_parts().0;
+        lock_exclusive(&lock, true);
+        let mut prepared = Prepared {
+            dir: dir.clone(),
+            _lock: lock,
+            lifeline: None,
+            lifeline_read: None,
+            helper: self.helper.clone(),
+        };
+
+        let stubs = dir.join("stubs");
+        fs_err::create_dir(&stubs)?;
+        let mut mounts = Vec::new();
+        for m in &config.mounts {
+            let target = spec::check_target(&m.target.to_string_lossy())?;
+            mounts.push(Mount {
+                target,
+                kind: m.kind.clone(),
+            });
+        }
+        let secrets_dir = dir.join("secrets");
+        for (i, s) in config.secrets.iter().enumerate() {
+            let target = spec::check_target(&s.target)?;
+            fs_err::create_dir_all(&secrets_dir)?;
+            let file = secrets_dir.join(i.to_string());
+            fs_err::write(&file, &s.data)?;
+            fs_err::set_permissions(&file, std::fs::Permissions::from_mode(s.mode))?;
+            std::os::unix::fs::chown(&file, Some(s.uid), Some(s.gid))
+                .map_err(|e| fs_err_io(&e, &file))?;
+            mounts.push(Mount {
+                target,
+                kind: MountKind::Bind {
+                    source: file,
+                    readonly: true,
+                    seed: false,
+                },
+            });
+        }
+        let mut points: Vec<(PathBuf, bool)> = RUNTIME_MOUNT_POINTS
+            .iter()
+            .map(|(p, d)| (PathBuf::from(p), *d))
+            .collect();
+        points.extend(mounts.iter().map(|m| (m.target.clone(), m.is_dir())));
+        make_stubs(&stubs, &points)?;
+
+        let mut lowers = config.lowers.clone();
+        lowers.push(stubs);
+        for (i, lower) in lowers.iter().enumerate() {
+            std::os::unix::fs::symlink(lower, dir.join(i.to_string()))
+                .map_err(|e| fs_err_io(&e, &dir.join(i.to_string())))?;
+        }
+        for sub in ["upper", "work", "merged"] {
+            fs_err::create_dir(dir.join(sub))?;
+        }
+        fs_err::set_permissions(dir.join("upper"), std::fs::Permissions::from_mode(0o755))?;
+
+        let hostname = if config.hostname.is_empty() {
+            "kiln"
+        } else {
+            &config.hostname
+        };
+        let etc = [
+            ("/etc/hosts", hosts_file(hostname)),
+            ("/etc/resolv.conf", resolv_conf()),
+            ("/etc/hostname", format!("{hostname}\n")),
+        ];
+        let mut etc_files = Vec::new();
+        for (target, content) in etc {
+            let file = dir.join(Path::new(target).file_name().unwrap_or_default());
+            fs_err::write(&file, content)?;
+            fs_err::set_permissions(&file, std::fs::Permissions::from_mode(0o644))?;
+            etc_files.push((target.to_owned(), file));
+        }
+
+        let (read, write) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(RuntimeError::sys("pipe", &dir))?;
+        let spec = ContainerSpec {
+            rootfs: Rootfs {
+                lowers,
+                links: dir.clone(),
+                upper: Some(dir.join("upper")),
+                work: Some(dir.join("work")),
+                merged: dir.join("merged"),
+                readonly: config.readonly_rootfs,
+            },
+            process: Process {
+                argv: config.argv.clone(),
+                env: config.env.clone(),
+                cwd: config.cwd.clone(),
+                user: config.user.clone(),
+                tty: config.tty,
+                init: config.init,
+                capabilities: config.capabilities.clone(),
+            },
+            hostname: hostname.to_owned(),
+            network: config.network,
+            etc_files,
+            mounts,
+            privileged: config.privileged,
+            result: dir.join("result.json"),
+            lifeline_fd: Some(read.as_raw_fd()),
+        };
+        spec.write(&dir.join("spec.json"))?;
+        prepared.lifeline = Some(write);
+        prepared.lifeline_read = Some(read);
+        Ok(prepared)
+    }
+}
+
+fn fs_err_io(err: &std::io::Error, path: &Path) -> RuntimeError {
+    RuntimeError::Io(std::io::Error::new(
+        err.kind(),
+        format!("{err} (at {})", path.display()),
+    ))
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The `/etc/hosts` a container gets.
+pub fn hosts_file(hostname: &str) -> String {
+    format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+}
+
+fn resolv_conf() -> String {
+    std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+}
+
+/// Create the mount points in the stubs dir: parents as directories, each
+/// point as a directory or an empty file.
+pub(crate) fn make_stubs(stubs: &Path, points: &[(PathBuf, bool)]) -> Result<()> {
+    let mut dirs = BTreeSet::new();
+    for (point, is_dir) in points {
+        let rel: PathBuf = point.components().skip(1).collect();
+        let path = stubs.join(&rel);
+        if *is_dir {
+            dirs.insert(path);
+        } else if let Some(parent) = path.parent() {
+            dirs.insert(parent.to_owned());
+        }
+    }
+    for dir in &dirs {
+        fs_err::create_dir_all(dir)?;
+    }
+    for (point, is_dir) in points {
+        if !is_dir {
+            let rel: PathBuf = point.components().skip(1).collect();
+            let path = stubs.join(rel);
+            if !path.exists() {
+                fs_err::write(&path, b"")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Unmount whatever is still mounted below `dir` (deepest first), then
+/// remove it. Best effort: used for stale runs.
+fn remove_run_dir(dir: &Path) {
+    let mut mounted: Vec<PathBuf> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    mounted.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for m in mounted {
+        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A prepared run: its directory (removed on drop, unless the upper dir
+/// was persisted), the lifeline, and the helper command.
+#[derive(Debug)]
+pub struct Prepared {
+    dir: PathBuf,
+    _lock: File,
+    lifeline: Option<OwnedFd>,
+    lifeline_read: Option<OwnedFd>,
+    helper: PathBuf,
+}
+
+impl Prepared {
+    /// The run directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The upper dir: the run's changes to the root filesystem.
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+
+    /// The helper command (`HELPER __runtime SPEC`). Its stdio is the
+    /// container's; the helper gets the lifeline's read end.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.helper);
+        cmd.arg(HELPER_ARG).arg(self.dir.join("spec.json"));
+        if let Some(fd) = self.lifeline_read.as_ref().map(AsRawFd::as_raw_fd) {
+            // SAFETY: only fcntl, which is async-signal-safe, runs between
+            // fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        cmd
+    }
+
+    /// Call once the helper has started: kiln's copy of the lifeline's
+    /// read end is closed, so the helper sees EOF when kiln goes away.
+    pub fn started(&mut self) {
+        self.lifeline_read = None;
+    }
+
+    /// Break the lifeline: the helper kills the container.
+    pub fn cancel(&mut self) {
+        self.lifeline = None;
+    }
+
+    /// The helper's outcome, once it has exited.
+    pub fn outcome(&self, helper_status: &std::process::ExitStatus) -> Result<Outcome> {
+        let path = self.dir.join("result.json");
+        if path.exists() {
+            Outcome::read(&path)
+        } else {
+            Err(RuntimeError::HelperDied {
+                status: helper_status.to_string(),
+            })
+        }
+    }
+
+    /// Move the upper dir to `dest` (on the same filesystem) after stripping
+    /// overlayfs' bookkeeping xattrs; the rest of the run dir is removed.
+    pub fn persist_upper(self, dest: &Path) -> Result<()> {
+        crate::upper::clean(&self.upper())?;
+        fs_err::rename(self.upper(), dest)?;
+        Ok(())
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        self.lifeline = None;
+        remove_run_dir(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stubs_hold_dirs_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        make_stubs(
+            dir.path(),
+            &[
+                ("/proc".into(), true),
+                ("/etc/hosts".into(), false),
+                ("/run/secrets/a".into(), false),
+                ("/a/b/c".into(), true),
+            ],
+        )
+        .unwrap();
+        assert!(dir.path().join("proc").is_dir());
+        assert!(dir.path().join("etc/hosts").is_file());
+        assert!(dir.path().join("run/secrets/a").is_file());
+        assert!(dir.path().join("a/b/c").is_dir());
+    }
+
+    #[test]
+    fn prepare_lays_out_a_run_and_drop_removes_it() {
+        let state = tempfile::tempdir().unwrap();
+        let rt = Runtime::open(state.path(), Path::new("/bin/true")).unwrap();
+        let lower = tempfile::tempdir().unwrap();
+        let config = ContainerConfig {
+            lowers: vec![lower.path().to_owned()],
+            argv: vec!["true".into()],
+            hostname: "box".into(),
+            secrets: vec![Secret {
+                target: "/run/secrets/tok".into(),
+                data: b"s3cret".to_vec(),
+                mode: 0o400,
+                uid: 0,
+                gid: 0,
+            }],
+            ..Default::default()
+        };
+        let prepared = rt.prepare(&config).unwrap();
+        let dir = prepared.dir().to_owned();
+        let spec = ContainerSpec::read(&dir.join("spec.json")).unwrap();
+        assert_eq!(spec.rootfs.lowers.len(), 2);
+        assert_eq!(std::fs::read_link(dir.join("0")).unwrap(), lower.path());
+        assert!(dir.join("stubs/run/secrets/tok").is_file());
+        assert!(dir.join("stubs/etc/resolv.conf").is_file());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("hostname")).unwrap(),
+            "box\n"
+        );
+        assert!(
+            std::fs::read_to_string(dir.join("hosts"))
+                .unwrap()
+                .contains("localhost box")
+        );
+        assert_eq!(std::fs::read(dir.join("secrets/0")).unwrap(), b"s3cret");
+        // a concurrent cleaner must not touch a live run
+        assert_eq!(rt.clean_stale().unwrap(), 0);
+        drop(prepared);
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn bad_targets_are_rejected() {
+        let state = tempfile::tempdir().unwrap();
+        let rt = Runtime::open(state.path(), Path::new("/bin/true")).unwrap();
+        let config = ContainerConfig {
+            mounts: vec![Mount {
+                target: "rel".into(),
+                kind: MountKind::Tmpfs {
+                    options: String::new(),
+                    readonly: false,
+                },
+            }],
+            ..Default::default()
+        };
+        assert!(
+            rt.prepare(&config)
+                .unwrap_err()
+                .to_string()
+                .contains("`rel`")
+        );
+    }
+}

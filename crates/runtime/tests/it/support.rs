@@ -1,0 +1,101 @@
+//! Fixtures: a busybox root filesystem and a runtime using the helper
+//! binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kiln_runtime::Runtime;
+use tempfile::TempDir;
+
+/// Fail loudly when not root: these tests must run in CI, never skip.
+pub fn require_root() {
+    let euid = nix::unistd::geteuid();
+    assert!(
+        euid.is_root(),
+        "this test needs root (namespaces, overlayfs, mounts); run it as root"
+    );
+}
+
+/// A busybox root filesystem in a new temp dir.
+pub fn busybox_rootfs() -> TempDir {
+    let dir = TempDir::new().unwrap();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/runtime/busybox-rootfs.sh");
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{} failed", script.display());
+    dir
+}
+
+/// A runtime whose state lives in `state`, running containers through the
+/// crate's helper binary.
+pub fn runtime(state: &Path) -> Runtime {
+    Runtime::open(state, Path::new(env!("CARGO_BIN_EXE_kiln-runtime-helper"))).unwrap()
+}
+
+/// `sh -c SCRIPT`.
+pub fn sh(script: &str) -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), script.into()]
+}
+
+/// PIDs of host processes whose command line contains `needle`.
+pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) && pid != std::process::id().cast_signed() {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Kills the given processes on drop (a failed test must not leave any).
+pub struct KillOnDrop(pub String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in pids_with_cmdline(&self.0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// The entries of a directory, sorted (names only).
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every path in a tree, relative, sorted.
+pub fn tree(dir: &Path) -> Vec<PathBuf> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(base).unwrap().to_owned());
+            if e.file_type().unwrap().is_dir() {
+                walk(base, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
