@@ -35,7 +35,6 @@ pub struct GlobalArgs {
 impl GlobalArgs {
     /// The store root: `--root`, else `$KILN_ROOT`, else `/var/lib/kiln` as
     /// root, else `$XDG_DATA_HOME/kiln` (or `~/.local/share/kiln`).
-    #[allow(dead_code)] // used by the store commands
     pub fn root_dir(&self) -> PathBuf {
         if let Some(root) = &self.root {
             return root.clone();
@@ -66,7 +65,10 @@ fn is_root_user() -> bool {
 
 /// kiln's commands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process; boxing buys nothing
 pub enum Command {
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(commands::completions::CompletionsArgs),
+    /// Run a command in a new container
+    Run(commands::run::RunArgs),
 }

@@ -24,7 +24,6 @@ impl Exit {
     /// A user error or a failed build.
     pub const FAILURE: Exit = Exit(1);
     /// kiln itself failed while running a container (docker's 125).
-    #[allow(dead_code)] // used by `kiln run`
     pub const RUNTIME_FAILURE: Exit = Exit(125);
 }
 
@@ -36,7 +35,6 @@ impl From<Exit> for ExitCode {
 
 /// An error that ends the process with a given status instead of 1.
 #[derive(Debug)]
-#[allow(dead_code)] // used by `kiln run`
 pub struct Fatal {
     pub exit: Exit,
     pub message: String,

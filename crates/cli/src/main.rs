@@ -26,6 +26,9 @@ pub use crate::diagnostic::Exit;
 fn main() -> ExitCode {
     // Hidden helper entry points (the runtime re-executes this binary) must be
     // dispatched here, before clap and before any thread is started.
+    if let Some(code) = kiln_runtime::dispatch_helper() {
+        return ExitCode::from(u8::try_from(code & 0xff).unwrap_or(125));
+    }
     let cli = Cli::parse();
     let debug = cli.global.debug;
     match commands::run(cli) {

@@ -124,6 +124,19 @@ pub fn mask(names: &[String]) -> u64 {
         .fold(0, |m, i| m | (1u64 << i))
 }
 
+/// The permitted set of the current process (kiln may itself run in a
+/// container that withholds some capabilities; a set can only shrink).
+pub(crate) fn permitted() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapPrm:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
+}
+
 /// Drop everything outside `mask` from the bounding set (before the uid
 /// changes; needs `CAP_SETPCAP`).
 pub(crate) fn drop_bounding(mask: u64) -> Result<(), Errno> {

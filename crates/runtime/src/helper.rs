@@ -137,6 +137,14 @@ pub fn main(spec_path: &Path) -> i32 {
     let outcome = run(&spec).unwrap_or_else(|e| Outcome::SetupFailed {
         message: e.to_string(),
     });
+    if outcome == Outcome::Cancelled {
+        // kiln is gone: nobody else will remove the run directory. (Its
+        // mounts went with the container's mount namespace.)
+        if let Some(dir) = &spec.run_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        return outcome.exit_code();
+    }
     if outcome.write(&spec.result).is_err() {
         return EXIT_RUNTIME_FAILURE;
     }

@@ -105,7 +105,7 @@ fn start(
     };
     nix::unistd::chdir(cwd).map_err(|e| setup_failure(format!("chdir to {cwd}: {e}")))?;
 
-    let mask = caps::mask(&spec.process.capabilities);
+    let mask = caps::mask(&spec.process.capabilities) & caps::permitted();
     caps::drop_bounding(mask).map_err(|e| setup_failure(format!("drop capabilities: {e}")))?;
     let groups: Vec<Gid> = who.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     nix::unistd::setgroups(&groups).map_err(|e| setup_failure(format!("setgroups: {e}")))?;

@@ -39,7 +39,9 @@
 //!     ..StepConfig::default()
 //! };
 //! let lowers = [PathBuf::from("/var/lib/kiln/snapshots/base")];
-//! let result = rt.run_step(&lowers, &config, &mut tokio::io::stdout(), &mut tokio::io::stderr()).await?;
+//! // Any `AsyncWrite` sinks: log streams, files, buffers.
+let (mut out, mut err) = (Vec::new(), Vec::new());
+let result = rt.run_step(&lowers, &config, &mut out, &mut err).await?;
 //! assert_eq!(result.exit_code(), 0);
 //! result.persist(Path::new("/var/lib/kiln/snapshots/new"))?;
 //! # Ok(()) }

@@ -142,7 +142,7 @@ impl Runtime {
         lock_exclusive(&lock, true);
         let mut prepared = Prepared {
             dir: dir.clone(),
-            _lock: lock,
+            lock,
             lifeline: None,
             lifeline_read: None,
             helper: self.helper.clone(),
@@ -239,6 +239,7 @@ impl Runtime {
             privileged: config.privileged,
             result: dir.join("result.json"),
             lifeline_fd: Some(read.as_raw_fd()),
+            run_dir: Some(dir.clone()),
         };
         spec.write(&dir.join("spec.json"))?;
         prepared.lifeline = Some(write);
@@ -319,7 +320,7 @@ fn remove_run_dir(dir: &Path) {
 #[derive(Debug)]
 pub struct Prepared {
     dir: PathBuf,
-    _lock: File,
+    lock: File,
     lifeline: Option<OwnedFd>,
     lifeline_read: Option<OwnedFd>,
     helper: PathBuf,
@@ -341,17 +342,25 @@ impl Prepared {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.helper);
         cmd.arg(HELPER_ARG).arg(self.dir.join("spec.json"));
-        if let Some(fd) = self.lifeline_read.as_ref().map(AsRawFd::as_raw_fd) {
-            // SAFETY: only fcntl, which is async-signal-safe, runs between
-            // fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+        // The helper inherits the lifeline's read end and the run's lock:
+        // the run directory counts as live until the helper is gone too.
+        let inherit: Vec<i32> = self
+            .lifeline_read
+            .iter()
+            .map(AsRawFd::as_raw_fd)
+            .chain([self.lock.as_raw_fd()])
+            .collect();
+        // SAFETY: only fcntl, which is async-signal-safe, runs between fork
+        // and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                for fd in &inherit {
+                    if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                    Ok(())
-                });
-            }
+                }
+                Ok(())
+            });
         }
         cmd
     }

@@ -515,6 +515,7 @@ mod tests {
             privileged: false,
             result: "/r/result".into(),
             lifeline_fd: None,
+            run_dir: None,
         }
     }
 

@@ -130,6 +130,9 @@ pub struct ContainerSpec {
     /// The read end of kiln's lifeline pipe: when it reports EOF, kiln is
     /// gone and the container is killed.
     pub lifeline_fd: Option<i32>,
+    /// The run directory, which the helper removes itself when kiln went
+    /// away (nobody else is left to do it).
+    pub run_dir: Option<PathBuf>,
 }
 
 impl ContainerSpec {

@@ -214,7 +214,8 @@ impl Sys for RealSys {
     }
 
     fn copy_tree(&self, from: &Path, to: &Path) -> SysResult<()> {
-        copy_tree(from, to).map_err(|e| io_errno(&e))
+        // `from` is a `/proc/self/fd/N` link: "/." makes the walk follow it.
+        copy_tree(&from.join("."), to).map_err(|e| io_errno(&e))
     }
 
     fn loopback_up(&self) -> SysResult<()> {

@@ -2,4 +2,5 @@
 //! command.
 
 mod completions;
+mod run;
 mod support;
