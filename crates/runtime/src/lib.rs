@@ -40,8 +40,8 @@
 //! };
 //! let lowers = [PathBuf::from("/var/lib/kiln/snapshots/base")];
 //! // Any `AsyncWrite` sinks: log streams, files, buffers.
-let (mut out, mut err) = (Vec::new(), Vec::new());
-let result = rt.run_step(&lowers, &config, &mut out, &mut err).await?;
+//! let (mut out, mut err) = (Vec::new(), Vec::new());
+//! let result = rt.run_step(&lowers, &config, &mut out, &mut err).await?;
 //! assert_eq!(result.exit_code(), 0);
 //! result.persist(Path::new("/var/lib/kiln/snapshots/new"))?;
 //! # Ok(()) }
