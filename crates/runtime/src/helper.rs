@@ -103,25 +103,25 @@ impl Outcome {
     }
 }
 
-/// The signals the helper forwards to the container (and init to the
-/// command). SIGCHLD is watched too.
+/// The signals passed on to a container: by `kiln run` to the helper, by
+/// the helper to the container's PID 1, by `--init` to the command.
+pub const FORWARDED_SIGNALS: &[Signal] = &[
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+    Signal::SIGALRM,
+    Signal::SIGPWR,
+];
+
+/// [`FORWARDED_SIGNALS`] and SIGCHLD, which the helper and init watch.
 pub(crate) fn forwarded_signals() -> SigSet {
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGHUP,
-        Signal::SIGINT,
-        Signal::SIGQUIT,
-        Signal::SIGTERM,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-        Signal::SIGCONT,
-        Signal::SIGALRM,
-        Signal::SIGPWR,
-        Signal::SIGCHLD,
-    ] {
-        set.add(s);
-    }
+    let mut set: SigSet = FORWARDED_SIGNALS.iter().copied().collect();
+    set.add(Signal::SIGCHLD);
     set
 }
 

@@ -462,19 +462,7 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 
 /// Signals kiln forwards to the container while it runs.
 fn forwarded() -> SigSet {
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGHUP,
-        Signal::SIGINT,
-        Signal::SIGQUIT,
-        Signal::SIGTERM,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-    ] {
-        set.add(s);
-    }
-    set
+    kiln_runtime::helper::FORWARDED_SIGNALS.iter().copied().collect()
 }
 
 /// Restores the terminal's settings on drop.
