@@ -462,7 +462,10 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 
 /// Signals kiln forwards to the container while it runs.
 fn forwarded() -> SigSet {
-    kiln_runtime::helper::FORWARDED_SIGNALS.iter().copied().collect()
+    kiln_runtime::helper::FORWARDED_SIGNALS
+        .iter()
+        .copied()
+        .collect()
 }
 
 /// Restores the terminal's settings on drop.
