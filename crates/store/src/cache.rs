@@ -1,0 +1,93 @@
+//! The build-cache index: cache key → the result of a step.
+
+use kiln_oci::Digest;
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use crate::Store;
+use crate::db::{CACHE, all_bytes, decode, encode};
+use crate::error::Result;
+
+/// What a cached step produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// The layer the step made (its uncompressed blob; the snapshot is
+    /// `Store::snapshot_path(diff_id)`), or `None` for steps that change
+    /// only metadata.
+    pub diff_id: Option<Digest>,
+    /// The layer's blob digest (equal to `diff_id` for local layers).
+    pub layer_digest: Option<Digest>,
+    /// The layer's blob size.
+    #[serde(default)]
+    pub layer_size: u64,
+    /// The key's pre-image (its canonical encoding), so that a later miss
+    /// can say which input changed.
+    pub pre_image: String,
+    /// Anything else the solver wants to keep with the result (JSON).
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+    /// Unix seconds when recorded.
+    pub created: i64,
+    /// Unix seconds when last hit.
+    pub last_used: i64,
+}
+
+impl Store {
+    /// Look up a cache key; a hit updates its last-used time. Entries whose
+    /// layer blob has gone are treated as misses.
+    pub fn cache_get(&self, key: &str) -> Result<Option<CacheEntry>> {
+        let db = self.db()?;
+        let now = chrono::Utc::now().timestamp();
+        db.write(|txn| {
+            let mut t = txn.open_table(CACHE)?;
+            let Some(bytes) = t.get(key)?.map(|g| g.value().to_vec()) else {
+                return Ok(None);
+            };
+            let mut e: CacheEntry = decode("cache entry", &bytes)?;
+            if let Some(d) = &e.layer_digest
+                && !self.has_blob(d)
+            {
+                t.remove(key)?;
+                return Ok(None);
+            }
+            e.last_used = now;
+            t.insert(key, encode(&e).as_slice())?;
+            Ok(Some(e))
+        })
+    }
+
+    /// Record a step's result under its key.
+    pub fn cache_put(&self, key: &str, entry: &CacheEntry) -> Result<()> {
+        let db = self.db()?;
+        db.write(|txn| {
+            txn.open_table(CACHE)?
+                .insert(key, encode(entry).as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Every cache entry (key, entry).
+    pub fn cache_entries(&self) -> Result<Vec<(String, CacheEntry)>> {
+        let db = self.db()?;
+        db.read(|txn| {
+            all_bytes(&txn.open_table(CACHE)?)?
+                .into_iter()
+                .map(|(k, v)| decode("cache entry", &v).map(|e| (k, e)))
+                .collect()
+        })
+    }
+
+    /// A new entry stamped now.
+    pub fn new_cache_entry(pre_image: String) -> CacheEntry {
+        let now = chrono::Utc::now().timestamp();
+        CacheEntry {
+            diff_id: None,
+            layer_digest: None,
+            layer_size: 0,
+            pre_image,
+            metadata: serde_json::Value::Null,
+            created: now,
+            last_used: now,
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The metadata database (redb), opened per transaction under `db.lock` so
+//! that several kiln processes can share one root (redb itself allows one
+//! open handle per file).
+
+use redb::{Database, ReadableTable, TableDefinition};
+
+use crate::error::{Result, StoreError};
+use crate::{Store, fsutil};
+
+/// Full normalized reference (`docker.io/library/busybox:latest`) → manifest digest.
+pub(crate) const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
+/// Manifest digest → `ImageRecord` (JSON).
+pub(crate) const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+/// `<layer blob digest>|<compression>` → compressed blob `{digest,size}` (JSON).
+pub(crate) const COMPRESSED: TableDefinition<&str, &[u8]> = TableDefinition::new("compressed");
+/// Build-cache key → `CacheEntry` (JSON).
+pub(crate) const CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("cache");
+/// Flags (`index_dirty`).
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+pub(crate) struct Db {
+    db: Database,
+    _lock: fsutil::LockGuard,
+}
+
+impl Store {
+    pub(crate) fn db(&self) -> Result<Db> {
+        let lock_path = self.root.join("db.lock");
+        let lock = fsutil::lock(&lock_path, true, true)?.ok_or_else(|| {
+            StoreError::io("lock", &lock_path, std::io::ErrorKind::WouldBlock.into())
+        })?;
+        let db =
+            Database::create(self.root.join("kiln.redb")).map_err(|e| StoreError::db("open", e))?;
+        let this = Db { db, _lock: lock };
+        // Create every table once so that readers never meet a missing one.
+        this.write(|txn| {
+            txn.open_table(TAGS)?;
+            txn.open_table(IMAGES)?;
+            txn.open_table(COMPRESSED)?;
+            txn.open_table(CACHE)?;
+            txn.open_table(META)?;
+            Ok(())
+        })?;
+        Ok(this)
+    }
+}
+
+impl Db {
+    /// Run `f` in a write transaction and commit it.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> std::result::Result<T, TxError>,
+    ) -> Result<T> {
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| StoreError::db("begin", e))?;
+        let out = f(&txn).map_err(TxError::into_store)?;
+        txn.commit().map_err(|e| StoreError::db("commit", e))?;
+        Ok(out)
+    }
+
+    /// Run `f` in a read transaction.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> std::result::Result<T, TxError>,
+    ) -> Result<T> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| StoreError::db("begin", e))?;
+        f(&txn).map_err(TxError::into_store)
+    }
+}
+
+/// Errors inside a transaction closure: database errors or our own.
+pub(crate) enum TxError {
+    Db(Box<redb::Error>),
+    Store(StoreError),
+}
+
+impl TxError {
+    fn into_store(self) -> StoreError {
+        match self {
+            Self::Db(e) => StoreError::Db {
+                op: "transaction",
+                source: e,
+            },
+            Self::Store(e) => e,
+        }
+    }
+}
+
+impl<E: Into<redb::Error>> From<E> for TxError {
+    fn from(e: E) -> Self {
+        Self::Db(Box::new(e.into()))
+    }
+}
+
+pub(crate) fn store_err(e: StoreError) -> TxError {
+    TxError::Store(e)
+}
+
+/// Decode a JSON record.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+) -> std::result::Result<T, TxError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        TxError::Store(StoreError::Metadata {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        })
+    })
+}
+
+/// Encode a JSON record (plain data: cannot fail).
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// Every (key, value) of a `&str → &[u8]` table, owned.
+pub(crate) fn all_bytes(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> std::result::Result<Vec<(String, Vec<u8>)>, TxError> {
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (k, v) = item?;
+        out.push((k.value().to_owned(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+/// Every (key, value) of a `&str → &str` table, owned.
+pub(crate) fn all_str(
+    table: &impl ReadableTable<&'static str, &'static str>,
+) -> std::result::Result<Vec<(String, String)>, TxError> {
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (k, v) = item?;
+        out.push((k.value().to_owned(), v.value().to_owned()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,161 @@
+//! Images, tags, the OCI layout index, cache entries and prune.
+
+use kiln_oci::Reference;
+use kiln_store::{PruneOptions, Store};
+use kiln_test_support::TempRoot;
+
+use crate::store_with_busybox;
+
+#[test]
+fn commit_tag_resolve_untag() {
+    let root = TempRoot::new();
+    let (store, rec) = store_with_busybox(root.path(), "busybox");
+    assert_eq!(rec.tags, ["docker.io/library/busybox:latest"]);
+    assert_eq!(store.resolve("busybox").unwrap().config, rec.config);
+    assert_eq!(
+        store.resolve(rec.config.short()).unwrap().manifest,
+        rec.manifest
+    );
+    assert_eq!(
+        store.resolve(rec.config.as_str()).unwrap().manifest,
+        rec.manifest
+    );
+    let pinned = format!("busybox@{}", rec.manifest);
+    assert_eq!(store.resolve(&pinned).unwrap().config, rec.config);
+
+    store
+        .tag(
+            "busybox",
+            &Reference::parse("localhost:5000/bb:v1").unwrap(),
+        )
+        .unwrap();
+    let index = std::fs::read_to_string(root.path().join("oci/index.json")).unwrap();
+    assert!(
+        index.contains("\"org.opencontainers.image.ref.name\": \"localhost:5000/bb:v1\""),
+        "{index}"
+    );
+    assert!(index.contains("docker.io/library/busybox:latest"));
+
+    let (after, deleted) = store.untag(&Reference::parse("busybox").unwrap()).unwrap();
+    assert!(!deleted);
+    assert_eq!(after.tags, ["localhost:5000/bb:v1"]);
+    assert!(store.resolve("busybox").is_err());
+    let (_, deleted) = store
+        .untag(&Reference::parse("localhost:5000/bb:v1").unwrap())
+        .unwrap();
+    assert!(deleted);
+    assert!(store.images().unwrap().is_empty());
+    let index = std::fs::read_to_string(root.path().join("oci/index.json")).unwrap();
+    assert!(!index.contains("ref.name"));
+}
+
+#[test]
+fn moving_a_tag_leaves_the_old_image_dangling_and_prune_removes_it() {
+    let root = TempRoot::new();
+    let (store, first) = store_with_busybox(root.path(), "app");
+    // A second image with another config under the same name.
+    let mut cfg = store.image_config(&first).unwrap();
+    cfg.apply_change("ENV X=1").unwrap();
+    let (bytes, _) = cfg.to_bytes();
+    let second = store
+        .commit_image(&bytes, &first.layers, &[Reference::parse("app").unwrap()])
+        .unwrap();
+    let all = store.images().unwrap();
+    assert_eq!(all.len(), 2);
+    let old = all.iter().find(|r| r.config == first.config).unwrap();
+    assert!(old.tags.is_empty());
+    let report = store.prune(&PruneOptions::default()).unwrap();
+    assert_eq!(report.images, std::slice::from_ref(&first.config));
+    assert!(report.blobs >= 2, "{report:?}");
+    assert!(!store.has_blob(&first.config));
+    assert!(store.has_blob(&second.layers[0].digest));
+    assert_eq!(store.images().unwrap().len(), 1);
+}
+
+#[test]
+fn cache_entries_round_trip_and_keep_layers_alive() {
+    let root = TempRoot::new();
+    let (store, rec) = store_with_busybox(root.path(), "busybox");
+    let layer = rec.layers[0].clone();
+    let mut e = Store::new_cache_entry("v1\nRUN true\n".into());
+    e.diff_id = Some(layer.diff_id.clone());
+    e.layer_digest = Some(layer.digest.clone());
+    e.layer_size = layer.size;
+    store.cache_put("key1", &e).unwrap();
+    assert_eq!(
+        store.cache_get("key1").unwrap().unwrap().pre_image,
+        "v1\nRUN true\n"
+    );
+    assert!(store.cache_get("nope").unwrap().is_none());
+    store.remove_image(&rec).unwrap();
+    store.prune(&PruneOptions::default()).unwrap();
+    assert!(
+        store.has_blob(&layer.digest),
+        "the cache still needs the layer"
+    );
+    let report = store
+        .prune(&PruneOptions {
+            all: true,
+            keep_storage: None,
+        })
+        .unwrap();
+    assert_eq!(report.cache_entries, 1);
+    assert!(!store.has_blob(&layer.digest));
+}
+
+#[test]
+fn snapshots_of_an_image_needs_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "needs root (overlay whiteouts in snapshots)"
+    );
+    let root = TempRoot::new();
+    let (store, rec) = store_with_busybox(root.path(), "busybox");
+    let dirs = store.image_snapshots(&rec).unwrap();
+    assert_eq!(dirs.len(), 1);
+    assert!(dirs[0].join("bin/busybox").is_file());
+    assert!(
+        std::fs::symlink_metadata(dirs[0].join("bin/sh"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // A layer from a directory (an upper dir) and its snapshot.
+    let upper = tempfile::tempdir().unwrap();
+    std::fs::write(upper.path().join("hello"), b"hi").unwrap();
+    let layer = store
+        .add_layer_from_dir(upper.path(), &kiln_oci::layer::CreateOptions::default())
+        .unwrap();
+    assert_eq!(layer.digest, layer.diff_id);
+    let snap = store.snapshot(&layer).unwrap();
+    assert_eq!(std::fs::read(snap.join("hello")).unwrap(), b"hi");
+}
+
+#[test]
+fn concurrent_handles_tag_safely() {
+    let root = TempRoot::new();
+    let (_, _) = store_with_busybox(root.path(), "base");
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let path = root.path().to_path_buf();
+            std::thread::spawn(move || {
+                let store = Store::open(&path).unwrap();
+                for j in 0..5 {
+                    let name = Reference::parse(&format!("t{i}:{j}")).unwrap();
+                    store.tag("base", &name).unwrap();
+                    if j % 2 == 0 {
+                        store.untag(&name).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let store = Store::open(root.path()).unwrap();
+    let rec = store.resolve("base").unwrap();
+    assert_eq!(rec.tags.len(), 1 + 6 * 2);
+    let index = std::fs::read_to_string(root.path().join("oci/index.json")).unwrap();
+    assert_eq!(index.matches("ref.name").count(), 13);
+}
