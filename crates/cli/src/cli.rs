@@ -71,4 +71,22 @@ pub enum Command {
     Completions(commands::completions::CompletionsArgs),
     /// Run a command in a new container
     Run(commands::run::RunArgs),
+    /// Make an image from a root file system tar (like `docker import`)
+    Import(commands::import::ImportArgs),
+    /// List images
+    Images(commands::images::ImagesArgs),
+    /// Give an image another name
+    Tag(commands::tag::TagArgs),
+    /// Remove images
+    Rmi(commands::rmi::RmiArgs),
+    /// Show images as JSON
+    Inspect(commands::inspect::InspectArgs),
+    /// Show the steps that made an image
+    History(commands::history::HistoryArgs),
+    /// Write images to a docker-archive or OCI archive
+    Save(commands::save::SaveArgs),
+    /// Read images from a docker-archive or OCI archive
+    Load(commands::load::LoadArgs),
+    /// Remove unused blobs, snapshots and (with -a) build cache
+    Prune(commands::prune::PruneArgs),
 }

@@ -1,6 +1,6 @@
 //! The image model of kiln: image references, content digests, OCI
 //! configs/manifests/indexes, layer tars and their whiteouts, compression
-//! (gzip and zstd, multi-threaded).
+//! (gzip and zstd, multi-threaded), and image archives (docker-archive, OCI).
 //!
 //! This crate knows formats, not places: it never decides where images are
 //! kept (that is `kiln-store`) nor talks to registries (`kiln-registry`).
@@ -21,6 +21,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod compress;
 pub mod config;
 pub mod digest;

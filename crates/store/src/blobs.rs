@@ -46,6 +46,20 @@ pub(crate) fn corrupt(
     }
 }
 
+/// Copies what is read into a writer (one pass: parse and store).
+struct Tee<'a, R, W> {
+    inner: R,
+    out: &'a mut W,
+}
+
+impl<R: Read, W: Write> Read for Tee<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
 /// A blob being written: hashed as it goes, committed under its digest.
 pub struct BlobWriter {
     inner: DigestWriter<io::BufWriter<tempfile::NamedTempFile>>,
@@ -195,10 +209,38 @@ impl Store {
 
     /// Store an uncompressed layer read from `reader` (any compression,
     /// detected by content): returns the blob digest (= diff id) and size.
+    /// The tar is checked entry by entry in the same pass; a malformed or
+    /// empty archive is an error and nothing is stored.
     pub fn add_layer_tar(&self, reader: impl Read) -> Result<(Digest, u64)> {
-        let (_, mut plain) = kiln_oci::compress::decompress(reader)?;
+        let (_, plain) = kiln_oci::compress::decompress(reader)?;
         let mut w = self.blob_writer()?;
-        io::copy(&mut plain, &mut w).map_err(|e| {
+        let mut tee = Tee {
+            inner: plain,
+            out: &mut w,
+        };
+        let mut entries = 0u64;
+        {
+            let mut archive = tar::Archive::new(&mut tee);
+            let iter = archive.entries().map_err(|source| OciError::Tar {
+                entry: None,
+                source,
+            })?;
+            for e in iter {
+                let e = e.map_err(|source| OciError::Tar {
+                    entry: None,
+                    source,
+                })?;
+                let _ = e.header();
+                entries += 1;
+            }
+        }
+        if entries == 0 {
+            return Err(StoreError::Oci(OciError::Archive {
+                reason: "the archive holds no files (is it a tar archive?)".to_owned(),
+            }));
+        }
+        // The rest of the stream (end-of-archive padding) belongs to the layer.
+        io::copy(&mut tee, &mut io::sink()).map_err(|e| {
             StoreError::Oci(OciError::Stream {
                 context: "reading layer",
                 source: e,

@@ -62,6 +62,7 @@ mod fsutil;
 mod gc;
 mod images;
 mod snapshots;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 
@@ -72,6 +73,7 @@ pub use fsutil::LockGuard;
 pub use gc::{PruneOptions, PruneReport};
 pub use images::{ImageRecord, LayerRecord};
 pub use kiln_oci as oci;
+pub use transfer::{ArchiveFormat, ImportOptions, host_architecture};
 
 /// A handle on a store root. Cheap to open; holds no lock by itself.
 #[derive(Debug, Clone)]

@@ -1,7 +1,16 @@
 //! One file per verb; each is a thin layer over library calls.
 
 pub mod completions;
+pub mod history;
+pub mod images;
+pub mod import;
+pub mod inspect;
+pub mod load;
+pub mod prune;
+pub mod rmi;
 pub mod run;
+pub mod save;
+pub mod tag;
 
 use anyhow::Result;
 
@@ -14,5 +23,14 @@ pub fn run(cli: Cli) -> Result<Exit> {
     match cli.command {
         Command::Completions(args) => completions::run(&args),
         Command::Run(args) => run::run(&global, &args),
+        Command::Import(args) => import::run(&global, &args),
+        Command::Images(args) => images::run(&global, &args),
+        Command::Tag(args) => tag::run(&global, &args),
+        Command::Rmi(args) => rmi::run(&global, &args),
+        Command::Inspect(args) => inspect::run(&global, &args),
+        Command::History(args) => history::run(&global, &args),
+        Command::Save(args) => save::run(&global, &args),
+        Command::Load(args) => load::run(&global, &args),
+        Command::Prune(args) => prune::run(&global, &args),
     }
 }

@@ -1,6 +1,10 @@
 //! Integration tests of the `kiln` binary: one test binary, one module per
 //! command.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns
 
 mod completions;
+mod images;
+mod import;
 mod run;
+mod save;
 mod support;
