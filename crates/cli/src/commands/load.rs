@@ -24,23 +24,19 @@ pub struct LoadArgs {
 pub fn run(global: &GlobalArgs, args: &LoadArgs) -> Result<Exit> {
     let store = Store::open(global.root_dir())?;
     let images = if let Some(path) = &args.input {
-        {
-            let f = fs_err::File::open(path)?;
-            store
-                .load(f)
-                .with_context(|| format!("loading {}", path.display()))?
-        }
+        let f = fs_err::File::open(path)?;
+        store
+            .load(f)
+            .with_context(|| format!("loading {}", path.display()))?
     } else {
-        {
-            if std::io::stdin().is_terminal() {
-                bail!(
-                    "`kiln load` reads an image archive from stdin, but stdin is a terminal; use -i FILE or redirect"
-                );
-            }
-            store
-                .load(std::io::stdin().lock())
-                .context("loading from stdin")?
+        if std::io::stdin().is_terminal() {
+            bail!(
+                "`kiln load` reads an image archive from stdin, but stdin is a terminal; use -i FILE or redirect"
+            );
         }
+        store
+            .load(std::io::stdin().lock())
+            .context("loading from stdin")?
     };
     if !args.quiet {
         for img in images {

@@ -52,7 +52,19 @@ pub fn run(global: &GlobalArgs, args: &SaveArgs) -> Result<Exit> {
         ArchiveFormat::Docker
     };
     if let Some(path) = &args.output {
-        {
+        // A regular file (or a new one) is written atomically: temp file
+        // beside it, fsync, rename. Anything else (`/dev/null`, a fifo, a
+        // device) is written in place: renaming over it would replace it.
+        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+        if special {
+            let f = fs_err::OpenOptions::new().write(true).open(path)?;
+            let mut w = store.save(
+                &images,
+                format,
+                std::io::BufWriter::with_capacity(1 << 20, f),
+            )?;
+            w.flush()?;
+        } else {
             let dir = path
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -71,20 +83,18 @@ pub fn run(global: &GlobalArgs, args: &SaveArgs) -> Result<Exit> {
                 .with_context(|| format!("writing {}", path.display()))?;
         }
     } else {
-        {
-            if std::io::stdout().is_terminal() {
-                bail!(
-                    "cowardly refusing to write an image archive to a terminal; use -o FILE or redirect stdout"
-                );
-            }
-            let out = std::io::stdout().lock();
-            let mut w = store.save(
-                &images,
-                format,
-                std::io::BufWriter::with_capacity(1 << 20, out),
-            )?;
-            w.flush()?;
+        if std::io::stdout().is_terminal() {
+            bail!(
+                "cowardly refusing to write an image archive to a terminal; use -o FILE or redirect stdout"
+            );
         }
+        let out = std::io::stdout().lock();
+        let mut w = store.save(
+            &images,
+            format,
+            std::io::BufWriter::with_capacity(1 << 20, out),
+        )?;
+        w.flush()?;
     }
     Ok(Exit::SUCCESS)
 }

@@ -204,7 +204,13 @@ fn kill_during_import_leaves_a_consistent_store() {
     );
     let (_, ids, _) = output(kiln(root.path()).args(["images", "-q"]));
     for id in ids.lines() {
-        let (out, _, stderr) = output(kiln(root.path()).args(["save", "-o", "/dev/null", id]));
+        let sink = tempfile::NamedTempFile::new().unwrap();
+        let (out, _, stderr) = output(
+            kiln(root.path())
+                .args(["save", "-o"])
+                .arg(sink.path())
+                .arg(id),
+        );
         assert!(
             out.status.success(),
             "image {id} is not readable after the crash: {stderr}"

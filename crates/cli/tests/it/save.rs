@@ -288,10 +288,30 @@ fn corrupted_store_blob_is_reported_with_digest_and_image() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[1000] ^= 1;
     std::fs::write(&path, bytes).unwrap();
-    let (out, _, stderr) = output(kiln(root.path()).args(["save", "-o", "/dev/null", "busybox"]));
+    let sink = tempfile::NamedTempFile::new().unwrap();
+    let (out, _, stderr) = output(
+        kiln(root.path())
+            .args(["save", "-o"])
+            .arg(sink.path())
+            .arg("busybox"),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr.contains("corrupted blob") && stderr.contains(&layer) && stderr.contains("busybox"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn save_to_a_device_writes_through_it() {
+    // regression: `save -o /dev/null` renamed a temp file over /dev/null.
+    let root = TempRoot::new();
+    import_busybox(root.path(), "busybox");
+    let (out, _, stderr) = output(kiln(root.path()).args(["save", "-o", "/dev/null", "busybox"]));
+    assert!(out.status.success(), "{stderr}");
+    let m = std::fs::metadata("/dev/null").unwrap();
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type()),
+        "/dev/null was replaced"
     );
 }
