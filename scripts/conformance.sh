@@ -26,4 +26,16 @@ run_suite() {
 }
 # Suites are added here as the commands they check land.
 [ -x "$kiln" ] || { echo "conformance: $kiln was not built" >&2; exit 1; }
+
+# Dockerfile parser (kiln parse --json): BuildKit's golden/negative/line
+# files and the real-world corpus, plain and --strict (every field).
+run_suite python3 "$conf/check-parse.py" "$kiln"
+run_suite python3 "$conf/check-parse.py" "$kiln" --strict
+
+# Shell lexer (kiln_dockerfile::shell): BuildKit's lexer tables, built
+# against this checkout in a target dir of its own under target/.
+run_suite env KILN_SRC="$PWD" CARGO_TARGET_DIR="$PWD/target/lexer-harness" \
+  "$conf/lexer-harness/run.sh" --all
+
+# .dockerignore matching (kiln context why): added with `kiln context`.
 exit $status

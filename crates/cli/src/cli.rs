@@ -89,4 +89,6 @@ pub enum Command {
     Load(commands::load::LoadArgs),
     /// Remove unused blobs, snapshots and (with -a) build cache
     Prune(commands::prune::PruneArgs),
+    /// Print a Dockerfile's syntax tree (BuildKit's parse; --json for machines)
+    Parse(commands::parse::ParseArgs),
 }

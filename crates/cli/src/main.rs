@@ -13,6 +13,7 @@
 mod cli;
 mod commands;
 mod diagnostic;
+mod dockerfile_input;
 mod humanize;
 #[allow(dead_code)] // rendered by `kiln build` (lands with the build crate)
 mod progress;

@@ -6,6 +6,7 @@ pub mod images;
 pub mod import;
 pub mod inspect;
 pub mod load;
+pub mod parse;
 pub mod prune;
 pub mod rmi;
 pub mod run;
@@ -32,5 +33,6 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Save(args) => save::run(&global, &args),
         Command::Load(args) => load::run(&global, &args),
         Command::Prune(args) => prune::run(&global, &args),
+        Command::Parse(args) => parse::run(&args),
     }
 }

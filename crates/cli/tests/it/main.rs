@@ -5,6 +5,7 @@
 mod completions;
 mod images;
 mod import;
+mod parse;
 mod run;
 mod save;
 mod support;
