@@ -91,4 +91,6 @@ pub enum Command {
     Prune(commands::prune::PruneArgs),
     /// Print a Dockerfile's syntax tree (BuildKit's parse; --json for machines)
     Parse(commands::parse::ParseArgs),
+    /// Run BuildKit's build checks on a Dockerfile (no build needed)
+    Check(commands::check::CheckArgs),
 }

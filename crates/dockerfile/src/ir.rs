@@ -1183,7 +1183,9 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
                 ));
             }
             for port in node.args.iter().filter(|p| !p.contains('$')) {
-                parse_port(port).map_err(|m| cx.err(node, node.find_span(port), m, None))?;
+                // `ip:host:container` is accepted (the ExposeInvalidFormat check reports it).
+                let container = port.rsplit(':').next().unwrap_or(port);
+                parse_port(container).map_err(|m| cx.err(node, node.find_span(port), m, None))?;
             }
             InstructionKind::Expose(node.args.clone())
         }

@@ -7,6 +7,7 @@
 //!   typed [`Instruction`]s (`Run`, `Copy`, … with `ShellOrExec`, heredocs,
 //!   validated flags and mounts), stage references resolved. `kiln check` and
 //!   `kiln build` use it.
+//! - [`check`]: BuildKit's build checks that need no build (`kiln check`).
 //! - [`shell`]: the shell-word lexer and variable expansion (`$VAR`,
 //!   `${VAR:-x}`, quotes, escapes, word splitting).
 //!
@@ -29,6 +30,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod check;
 mod error;
 mod grammar;
 pub mod ir;

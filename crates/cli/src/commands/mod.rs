@@ -1,5 +1,6 @@
 //! One file per verb; each is a thin layer over library calls.
 
+pub mod check;
 pub mod completions;
 pub mod history;
 pub mod images;
@@ -34,5 +35,6 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Load(args) => load::run(&global, &args),
         Command::Prune(args) => prune::run(&global, &args),
         Command::Parse(args) => parse::run(&args),
+        Command::Check(args) => check::run(&args),
     }
 }

@@ -2,6 +2,7 @@
 //! command.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns
 
+mod check;
 mod completions;
 mod images;
 mod import;

@@ -4,6 +4,7 @@
 // Test helpers outside #[test] fns may unwrap: a broken fixture should panic.
 #![allow(clippy::unwrap_used, clippy::format_push_string)]
 
+mod checks;
 mod errors;
 mod fixtures;
 mod golden;
