@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
   git            # context: git URL sources; conformance harness
   python3        # conformance checkers (../shared/conformance)
-  busybox-static # runtime + `kiln run` *_needs_root tests: a static busybox root filesystem (testdata/runtime/busybox-rootfs.sh); kiln-test-support base image
+  busybox-static # runtime + `kiln run` *_needs_root tests: kiln-test-support's static busybox base image
   skopeo         # store/cli tests: OCI layout and docker-archive interop
   umoci          # store tests: `umoci unpack` of ROOT/oci
 )

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -145,18 +145,28 @@ impl Runtime {
             lock,
             lifeline: None,
             lifeline_read: None,
+            inherited: Vec::new(),
             helper: self.helper.clone(),
         };
 
         let stubs = dir.join("stubs");
         fs_err::create_dir(&stubs)?;
         let mut mounts = Vec::new();
-        for m in &config.mounts {
+        for (i, m) in config.mounts.iter().enumerate() {
             let target = spec::check_target(&m.target.to_string_lossy())?;
-            mounts.push(Mount {
-                target,
-                kind: m.kind.clone(),
-            });
+            let kind = match &m.kind {
+                MountKind::Volume { readonly } => {
+                    let source = dir.join("volumes").join(i.to_string());
+                    fs_err::create_dir_all(&source)?;
+                    MountKind::Bind {
+                        source,
+                        readonly: *readonly,
+                        seed: true,
+                    }
+                }
+                other => other.clone(),
+            };
+            mounts.push(Mount { target, kind });
         }
         let secrets_dir = dir.join("secrets");
         for (i, s) in config.secrets.iter().enumerate() {
@@ -323,6 +333,7 @@ pub struct Prepared {
     lock: File,
     lifeline: Option<OwnedFd>,
     lifeline_read: Option<OwnedFd>,
+    inherited: Vec<OwnedFd>,
     helper: PathBuf,
 }
 
@@ -349,6 +360,7 @@ impl Prepared {
             .iter()
             .map(AsRawFd::as_raw_fd)
             .chain([self.lock.as_raw_fd()])
+            .chain(self.inherited.iter().map(AsRawFd::as_raw_fd))
             .collect();
         // SAFETY: only fcntl, which is async-signal-safe, runs between fork
         // and exec.
@@ -365,10 +377,23 @@ impl Prepared {
         cmd
     }
 
+    /// Let the helper (and so the container's PID 1, never the command)
+    /// hold a duplicate of `fd` until it exits: e.g. the lock that marks a
+    /// container as running, so it stays held for a moment after `kill -9`
+    /// of kiln, until the container is gone.
+    pub fn inherit(&mut self, fd: BorrowedFd<'_>) -> Result<()> {
+        let dup = fd
+            .try_clone_to_owned()
+            .map_err(|e| fs_err_io(&e, Path::new("inherited descriptor")))?;
+        self.inherited.push(dup);
+        Ok(())
+    }
+
     /// Call once the helper has started: kiln's copy of the lifeline's
     /// read end is closed, so the helper sees EOF when kiln goes away.
     pub fn started(&mut self) {
         self.lifeline_read = None;
+        self.inherited.clear();
     }
 
     /// Break the lifeline: the helper kills the container.

@@ -246,6 +246,12 @@ pub fn setup(sys: &dyn Sys, spec: &ContainerSpec) -> Result<()> {
                     )?;
                 }
             }
+            // `prepare` turns anonymous volumes into seeded binds.
+            MountKind::Volume { .. } => {
+                return Err(RuntimeError::Setup {
+                    message: format!("anonymous volume at {shown} was not prepared"),
+                });
+            }
             MountKind::Tmpfs { options, readonly } => {
                 let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
                 if *readonly {

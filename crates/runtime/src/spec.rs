@@ -43,8 +43,16 @@ pub enum MountKind {
         /// Mounted read-only.
         readonly: bool,
         /// Before mounting, copy the image's content at the target into the
-        /// (new, empty) source: docker's behaviour for a new named volume.
+        /// source if the source is empty: docker's behaviour for a named
+        /// volume that holds nothing yet.
         seed: bool,
+    },
+    /// An anonymous volume (`-v /ctr`): a new directory in the run
+    /// directory, seeded from the image's content at the target, removed
+    /// with the run (kiln keeps no stopped containers to reuse it).
+    Volume {
+        /// Mounted read-only.
+        readonly: bool,
     },
     /// A fresh tmpfs.
     Tmpfs {
@@ -60,7 +68,7 @@ impl Mount {
     pub(crate) fn is_dir(&self) -> bool {
         match &self.kind {
             MountKind::Bind { source, .. } => source.is_dir(),
-            MountKind::Tmpfs { .. } => true,
+            MountKind::Tmpfs { .. } | MountKind::Volume { .. } => true,
         }
     }
 }

@@ -53,7 +53,9 @@ pub trait Sys {
     /// readlink(2).
     fn readlink(&self, path: &Path) -> SysResult<PathBuf>;
     /// Copy the tree at `from` into the directory `to` (owners, modes,
-    /// symlinks kept): seeds a new named volume with the image's content.
+    /// symlinks kept) if `to` is empty; else do nothing. Seeds a volume
+    /// with the image's content, like docker (only an empty volume is
+    /// seeded).
     fn copy_tree(&self, from: &Path, to: &Path) -> SysResult<()>;
     /// Bring the loopback interface of the current network namespace up.
     fn loopback_up(&self) -> SysResult<()>;
@@ -214,8 +216,17 @@ impl Sys for RealSys {
     }
 
     fn copy_tree(&self, from: &Path, to: &Path) -> SysResult<()> {
+        let mut entries = std::fs::read_dir(to).map_err(|e| io_errno(&e))?;
+        if entries.next().is_some() {
+            return Ok(());
+        }
         // `from` is a `/proc/self/fd/N` link: "/." makes the walk follow it.
-        copy_tree(&from.join("."), to).map_err(|e| io_errno(&e))
+        // Only a directory is seeded (docker copies nothing onto a file).
+        let from = from.join(".");
+        if !from.is_dir() {
+            return Ok(());
+        }
+        copy_tree(&from, to).map_err(|e| io_errno(&e))
     }
 
     fn loopback_up(&self) -> SysResult<()> {

@@ -62,6 +62,41 @@ pub enum StoreError {
         /// Its names.
         names: String,
     },
+    /// `rmi` of an image's last name while a running container uses it.
+    #[error(
+        "conflict: unable to remove repository reference \"{reference}\" (must force) - container {container} is using its referenced image {id}"
+    )]
+    ReferenceInUse {
+        /// The name as given.
+        reference: String,
+        /// A container using the image (short id).
+        container: String,
+        /// The image id (short).
+        id: String,
+    },
+    /// Deleting an image a running container uses.
+    #[error(
+        "conflict: unable to delete {id} (cannot be forced) - image is being used by running container {container}"
+    )]
+    ImageInUse {
+        /// The image id (short).
+        id: String,
+        /// A container using the image (short id).
+        container: String,
+    },
+    /// A container name that does not follow docker's rule.
+    #[error("invalid container name `{0}`: only [a-zA-Z0-9][a-zA-Z0-9_.-]* are allowed")]
+    InvalidName(String),
+    /// `--name` of a running container.
+    #[error(
+        "the container name \"{name}\" is already in use by running container {id}; choose another name or wait for it to exit"
+    )]
+    NameInUse {
+        /// The name.
+        name: String,
+        /// The container that has it (short id).
+        id: String,
+    },
     /// Stored metadata that cannot be read back.
     #[error("store metadata for {what} is unreadable: {reason}")]
     Metadata {

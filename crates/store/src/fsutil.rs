@@ -32,7 +32,15 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 /// An advisory lock on a file (flock), released on drop.
 #[derive(Debug)]
 pub struct LockGuard {
-    _file: File,
+    file: File,
+}
+
+impl LockGuard {
+    /// The locked file; the lock lasts as long as it (or a duplicate of its
+    /// descriptor) stays open.
+    pub(crate) fn into_file(self) -> File {
+        self.file
+    }
 }
 
 pub(crate) fn lock(path: &Path, exclusive: bool, wait: bool) -> Result<Option<LockGuard>> {
@@ -54,7 +62,7 @@ pub(crate) fn lock(path: &Path, exclusive: bool, wait: bool) -> Result<Option<Lo
     };
     loop {
         match rustix::fs::flock(&file, op) {
-            Ok(()) => return Ok(Some(LockGuard { _file: file })),
+            Ok(()) => return Ok(Some(LockGuard { file })),
             Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(StoreError::io("lock", path, e.into())),

@@ -70,6 +70,13 @@ impl Store {
 
     fn gc_locked(&self, opts: &PruneOptions) -> Result<PruneReport> {
         let mut report = PruneReport::default();
+        // Images of running containers are roots, named or not (registering
+        // a container needs a lease, so none starts while we run).
+        let running: Vec<ImageRecord> = self
+            .containers()?
+            .into_iter()
+            .filter_map(|c| c.image)
+            .collect();
         let db = self.db()?;
         // 1. Records: dangling images, and with -a the build cache.
         let (removed, cache_removed) = db.write(|txn| {
@@ -77,7 +84,7 @@ impl Store {
             let mut removed = Vec::new();
             for (k, v) in all_bytes(&images)? {
                 let r: ImageRecord = decode("image", &v)?;
-                if r.tags.is_empty() {
+                if r.tags.is_empty() && !running.iter().any(|i| i.config == r.config) {
                     images.remove(k.as_str())?;
                     removed.push(r.config);
                 }
@@ -134,7 +141,7 @@ impl Store {
         drop(db);
         let mut blobs: HashSet<String> = HashSet::new();
         let mut snaps: HashSet<String> = HashSet::new();
-        for r in &images {
+        for r in images.iter().chain(&running) {
             blobs.insert(r.manifest.hex().to_owned());
             blobs.insert(r.config.hex().to_owned());
             for l in &r.layers {

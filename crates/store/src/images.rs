@@ -221,9 +221,16 @@ impl Store {
     }
 
     /// Remove a name. When it was the image's last name, the image record is
-    /// removed too (its blobs go at the next prune). Returns the image and
-    /// whether it was deleted.
+    /// removed too (its blobs go at the next prune), unless a running
+    /// container uses the image: then it stays, without a name, until a
+    /// prune after the container exits. Returns the image and whether it
+    /// was deleted.
     pub fn untag(&self, name: &Reference) -> Result<(ImageRecord, bool)> {
+        let in_use: Vec<Digest> = self
+            .containers()?
+            .into_iter()
+            .filter_map(|c| c.image.map(|i| i.config))
+            .collect();
         let db = self.db()?;
         let key = name.to_string();
         let out = db.write(|txn| {
@@ -237,7 +244,7 @@ impl Store {
             };
             let mut rec: ImageRecord = decode("image", &bytes)?;
             rec.tags.retain(|t| t != &key);
-            let deleted = rec.tags.is_empty();
+            let deleted = rec.tags.is_empty() && !in_use.contains(&rec.config);
             if deleted {
                 images.remove(manifest.as_str())?;
             } else {
@@ -250,8 +257,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Remove an image record and all its names.
+    /// Remove an image record and all its names. Refused
+    /// ([`StoreError::ImageInUse`]) while a running container uses it.
     pub fn remove_image(&self, image: &ImageRecord) -> Result<()> {
+        if let Some(c) = self.containers_using(image)?.first() {
+            return Err(StoreError::ImageInUse {
+                id: image.config.short().to_owned(),
+                container: c.short_id().to_owned(),
+            });
+        }
         let db = self.db()?;
         db.write(|txn| {
             let mut tag_t = txn.open_table(TAGS)?;

@@ -11,6 +11,8 @@
 //! kiln.redb           metadata: tags, image records, compressed-blob cache,
 //!                     build-cache index (redb: ACID, crash-safe)
 //! tmp/                blobs and snapshots being written
+//! containers/         running containers (`kiln run`): a record and a held
+//!                     flock each, so rmi and GC leave their images alone
 //! db.lock, gc.lock    flock files (see below)
 //! ```
 //!
@@ -52,10 +54,17 @@
 //!   uncompressed layer blob, hashed once; [`Store::snapshot`]: a diff id →
 //!   the unpacked directory; [`Store::image_snapshots`]: an image's lower dirs.
 //! - [`Store::commit_image`]: config + layers + tags → a new image.
+//!
+//! # The API `kiln run` uses
+//! - [`Store::resolve`], [`Store::image_config`], [`Store::image_snapshots`]
+//!   under a [`Lease`], then [`Store::register_container`]: the returned
+//!   [`Container`] keeps the image (its record, blobs and snapshots) from
+//!   `rmi` and prune until it is dropped, and makes `--name` unique.
 #![deny(missing_docs)]
 
 mod blobs;
 mod cache;
+mod containers;
 mod db;
 mod error;
 mod fsutil;
@@ -68,6 +77,7 @@ use std::path::{Path, PathBuf};
 
 pub use blobs::BlobReader;
 pub use cache::CacheEntry;
+pub use containers::{Container, ContainerRecord, valid_container_name};
 pub use error::{Result, StoreError};
 pub use fsutil::LockGuard;
 pub use gc::{PruneOptions, PruneReport};

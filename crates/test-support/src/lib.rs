@@ -4,9 +4,10 @@
 //! - [`busybox_rootfs`] / [`busybox_rootfs_tar`]: a minimal Linux root file
 //!   system made from the host's statically linked busybox (Debian package
 //!   `busybox-static`, installed by `scripts/install-test-deps.sh`), with
-//!   every applet as a symlink, `/etc/passwd`, `/etc/group`, and the usual
-//!   empty directories. Docker Hub is not reachable here, so this is the
-//!   base image of every test that needs one.
+//!   every applet as a symlink, `/etc/passwd` (root, alice 1000:1000 with
+//!   home `/home/alice`, nobody), `/etc/group` (alice is also in `users`
+//!   100 and `wheel` 10), and the usual empty directories. Docker Hub is not
+//!   reachable here, so this is the base image of every test that needs one.
 //!
 //! Panics (these are test helpers) with a message saying what to install
 //! when busybox is missing.
@@ -80,8 +81,19 @@ pub fn busybox() -> PathBuf {
 pub fn busybox_rootfs(dir: &Path) {
     let bb = busybox();
     for d in [
-        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "tmp", "root", "home", "dev", "proc", "sys",
-        "var/tmp", "run",
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "tmp",
+        "root",
+        "home/alice",
+        "dev",
+        "proc",
+        "sys",
+        "var/tmp",
+        "run",
     ] {
         fs::create_dir_all(dir.join(d)).unwrap();
     }
@@ -110,10 +122,16 @@ pub fn busybox_rootfs(dir: &Path) {
     }
     fs::write(
         dir.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        "root:x:0:0:root:/root:/bin/sh\n\
+         alice:x:1000:1000:Alice:/home/alice:/bin/sh\n\
+         nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     )
     .unwrap();
-    fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\nusers:x:100:alice\nwheel:x:10:alice\nalice:x:1000:\nnogroup:x:65534:\n",
+    )
+    .unwrap();
     fs::write(dir.join("etc/hostname"), "kiln\n").unwrap();
 }
 

@@ -11,6 +11,10 @@ use crate::humanize::outln;
 
 /// Arguments of `kiln rmi`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "An image that a running container (`kiln run`) uses is never deleted; \
+its last name is removed only with -f (the image then stays, without a name, until a prune after the container exits)."
+)]
 pub struct RmiArgs {
     /// Remove the image even when several names refer to it
     #[arg(short, long)]
@@ -42,6 +46,18 @@ fn remove(store: &Store, what: &str, force: bool) -> Result<(), StoreError> {
         && image.tags.contains(&r.to_string())
         && !is_id_of(what, &image)
     {
+        // docker: removing the last name of an image a container uses needs
+        // -f (the image then stays, without a name, until it is unused).
+        if image.tags.len() == 1
+            && !force
+            && let Some(c) = store.containers_using(&image)?.first()
+        {
+            return Err(StoreError::ReferenceInUse {
+                reference: what.to_owned(),
+                container: c.short_id().to_owned(),
+                id: image.config.short().to_owned(),
+            });
+        }
         let (img, deleted) = store.untag(&r)?;
         outln!("Untagged: {}", r.familiar());
         if deleted {

@@ -1,7 +1,12 @@
 //! `kiln run [OPTIONS] IMAGE [COMMAND [ARG…]]`: run a command in a new
-//! container, like `docker run`. The container is removed when it exits
-//! (kiln keeps no stopped containers; `--rm` is accepted for docker
-//! compatibility).
+//! container from an image in the store, like `docker run`.
+//!
+//! The image's layers are its snapshots in the store (overlay lower dirs,
+//! shared by every container and build); the container writes to a fresh
+//! upper dir that is removed when it exits: kiln keeps no stopped
+//! containers (`--rm` is accepted for docker compatibility). While it runs,
+//! the container is registered in the store, so `rmi` and `prune` leave
+//! its image alone and `--name` is unique.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -11,6 +16,7 @@ use std::process::{ExitStatus, Stdio};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use kiln_runtime::{ContainerConfig, Mount, MountKind, Network, Outcome, Runtime};
+use kiln_store::{Container, ImageRecord, Store, StoreError};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::Exit;
@@ -20,10 +26,16 @@ use crate::diagnostic::Fatal;
 /// Run a command in a new container
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Network: `host` shares the host's network (also what `default` means for now); \
+    after_help = "The container gets the image's Entrypoint, Cmd, Env, WorkingDir, User and \
+StopSignal (a SIGTERM sent to kiln reaches the container as the image's StopSignal); \
+flags override them as in docker.\n\
+Network: `host` shares the host's network (also what `default` and `bridge` mean for now); \
 `none` gives an empty network namespace with only `lo` up.\n\
-Until images can be run from the store, `--rootfs DIR` runs a root filesystem directory \
-(development aid); IMAGE is then left out."
+Volumes: `-v /host:/ctr` binds a host path; `-v name:/ctr` is a named volume kept under \
+ROOT/volumes/NAME and seeded from the image's content while empty; `-v /ctr` an anonymous \
+volume removed with the container.\n\
+Exit status: the command's; 125 when kiln fails, 126 when the command cannot be run, \
+127 when it is not found."
 )]
 // `-h` is `--hostname`, as in docker; help is `--help` only.
 #[command(disable_help_flag = true)]
@@ -85,9 +97,11 @@ pub struct RunArgs {
     /// Give the container every capability, no masked paths, a writable /sys
     #[arg(long)]
     pub privileged: bool,
-    /// (development) run this root filesystem directory instead of an image
-    #[arg(long, value_name = "DIR")]
-    pub rootfs: Option<PathBuf>,
+    /// IMAGE is a root file system directory, not an image (like podman's --rootfs):
+    /// e.g. a `kiln build --output type=local` result. It is a read-only lower layer:
+    /// the container's writes never reach it
+    #[arg(long)]
+    pub rootfs: bool,
     /// IMAGE, then the command and its arguments
     #[arg(
         trailing_var_arg = true,
@@ -97,7 +111,7 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
-/// What an image contributes to a run (its OCI config).
+/// What an image contributes to a run (its OCI config and layers).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageConfig {
     /// Lower dirs, top first.
@@ -108,6 +122,22 @@ pub struct ImageConfig {
     pub working_dir: String,
     pub user: String,
     pub stop_signal: Option<String>,
+}
+
+impl ImageConfig {
+    /// The parts of an OCI image config a run uses.
+    pub fn from_oci(config: &kiln_oci::config::ImageConfig, lowers: Vec<PathBuf>) -> Self {
+        let c = config.config.clone().unwrap_or_default();
+        ImageConfig {
+            lowers,
+            entrypoint: c.entrypoint.unwrap_or_default(),
+            cmd: c.cmd.unwrap_or_default(),
+            env: c.env.unwrap_or_default(),
+            working_dir: c.working_dir.unwrap_or_default(),
+            user: c.user.unwrap_or_default(),
+            stop_signal: c.stop_signal.filter(|s| !s.is_empty()),
+        }
+    }
 }
 
 fn fatal(exit: Exit, message: impl Into<String>) -> anyhow::Error {
@@ -128,14 +158,25 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit> {
         }
     };
     let root = global.root_dir();
-    let (image, command) = image_and_command(args).map_err(failed)?;
-    let config = container_config(&root, args, &image, &command).map_err(failed)?;
-    let _name = args
-        .name
-        .as_deref()
-        .map(|n| reserve_name(&root, n))
-        .transpose()
-        .map_err(failed)?;
+    let Some((source, command)) = args.args.split_first() else {
+        return Err(failed(anyhow::anyhow!(
+            "`kiln run` needs an image: kiln run [OPTIONS] IMAGE [COMMAND [ARG...]]"
+        )));
+    };
+    let store = Store::open(&root).map_err(|e| failed(e.into()))?;
+    // The lease keeps a prune from removing snapshots between resolving
+    // them and registering the container that uses them.
+    let lease = store.lease().map_err(|e| failed(e.into()))?;
+    let (image, record) = if args.rootfs {
+        (rootfs_image(source).map_err(failed)?, None)
+    } else {
+        store_image(&store, source).map_err(failed)?
+    };
+    let container = store
+        .register_container(args.name.as_deref(), record.as_ref())
+        .map_err(|e| failed(e.into()))?;
+    drop(lease);
+    let config = container_config(&root, args, &image, command, container.id()).map_err(failed)?;
     let helper = std::env::current_exe()
         .context("locating the kiln binary")
         .map_err(failed)?;
@@ -146,27 +187,39 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit> {
         .map(parse_signal)
         .transpose()
         .map_err(failed)?;
-    execute(&runtime, &config, args, stop_signal)
+    execute(&runtime, &config, args, stop_signal, &container)
 }
 
-/// The image's config and the command given after it.
-fn image_and_command(args: &RunArgs) -> Result<(ImageConfig, Vec<String>)> {
-    if let Some(dir) = &args.rootfs {
-        if !dir.is_dir() {
-            bail!("--rootfs {}: not a directory", dir.display());
-        }
-        let image = ImageConfig {
-            lowers: vec![std::fs::canonicalize(dir)?],
-            ..ImageConfig::default()
-        };
-        return Ok((image, args.args.clone()));
+/// `--rootfs DIR`: a directory as the only lower layer.
+fn rootfs_image(dir: &str) -> Result<ImageConfig> {
+    let path = Path::new(dir);
+    if !path.is_dir() {
+        bail!("--rootfs {dir}: not a directory");
     }
-    let Some(name) = args.args.first() else {
-        bail!("`kiln run` needs an image: kiln run [OPTIONS] IMAGE [COMMAND [ARG...]]");
+    Ok(ImageConfig {
+        lowers: vec![std::fs::canonicalize(path)?],
+        ..ImageConfig::default()
+    })
+}
+
+/// An image from the store: its config and its snapshots (extracted from
+/// the layer blobs on first use), top first.
+fn store_image(store: &Store, name: &str) -> Result<(ImageConfig, Option<ImageRecord>)> {
+    let record = match store.resolve(name) {
+        Ok(r) => r,
+        Err(StoreError::NoSuchImage(_)) => {
+            let shown =
+                kiln_oci::Reference::parse(name).map_or_else(|_| name.to_owned(), |r| r.familiar());
+            bail!(
+                "Unable to find image '{shown}' locally: build it, or get it with `kiln load` or `kiln import` (see `kiln images`)"
+            );
+        }
+        Err(e) => return Err(e.into()),
     };
-    bail!(
-        "no such image: {name} (images from the store are not available in this build yet; use --rootfs DIR)"
-    )
+    let config = store.image_config(&record)?;
+    let mut lowers = store.image_snapshots(&record)?;
+    lowers.reverse();
+    Ok((ImageConfig::from_oci(&config, lowers), Some(record)))
 }
 
 /// docker's rule: `--entrypoint` replaces the image's entrypoint and drops
@@ -233,12 +286,6 @@ pub enum Volume {
     },
 }
 
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-}
-
 /// Parse `-v SRC:DST[:OPTS]` / `-v DST`.
 pub fn parse_volume(spec: &str) -> Result<Volume> {
     let parts: Vec<&str> = spec.split(':').collect();
@@ -281,7 +328,7 @@ pub fn parse_volume(spec: &str) -> Result<Volume> {
                 readonly,
             }
         }
-        Some(name) if valid_name(name) => Volume::Named {
+        Some(name) if kiln_store::valid_container_name(name) => Volume::Named {
             name: Some(name.to_owned()),
             target: target.to_owned(),
             readonly,
@@ -324,17 +371,12 @@ pub fn parse_tmpfs(spec: &str) -> Result<Mount> {
     })
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
-    hex::encode(buf)
-}
-
 fn container_config(
     root: &Path,
     args: &RunArgs,
     image: &ImageConfig,
     command: &[String],
+    container_id: &str,
 ) -> Result<ContainerConfig> {
     let argv = resolve_argv(args.entrypoint.as_deref(), image, command);
     if argv.is_empty() {
@@ -379,23 +421,30 @@ fn container_config(
                 }
             }
             Volume::Named {
-                name,
+                name: Some(name),
                 target,
                 readonly,
             } => {
-                let name = name.unwrap_or_else(|| random_hex(32));
+                // docker's layout; the runtime seeds it while it is empty.
                 let data = root.join("volumes").join(&name).join("_data");
-                let seed = !data.exists();
                 fs_err::create_dir_all(&data)?;
                 Mount {
                     target: target.into(),
                     kind: MountKind::Bind {
                         source: data,
                         readonly,
-                        seed,
+                        seed: true,
                     },
                 }
             }
+            Volume::Named {
+                name: None,
+                target,
+                readonly,
+            } => Mount {
+                target: target.into(),
+                kind: MountKind::Volume { readonly },
+            },
         });
     }
     for spec in &args.tmpfs {
@@ -416,7 +465,11 @@ fn container_config(
             .clone()
             .unwrap_or_else(|| image.working_dir.clone()),
         user: args.user.clone().unwrap_or_else(|| image.user.clone()),
-        hostname: args.hostname.clone().unwrap_or_else(|| random_hex(6)),
+        // docker's default: the short container id.
+        hostname: args
+            .hostname
+            .clone()
+            .unwrap_or_else(|| container_id.chars().take(12).collect()),
         network,
         mounts,
         secrets: Vec::new(),
@@ -426,23 +479,6 @@ fn container_config(
         capabilities,
         privileged: args.privileged,
     })
-}
-
-/// Hold `<root>/containers/<name>.lock` while the container runs.
-fn reserve_name(root: &Path, name: &str) -> Result<std::fs::File> {
-    if !valid_name(name) {
-        bail!("invalid container name `{name}`: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
-    }
-    let dir = root.join("containers");
-    fs_err::create_dir_all(&dir)?;
-    let file = fs_err::File::create(dir.join(format!("{name}.lock")))?
-        .into_parts()
-        .0;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!("the container name \"{name}\" is already in use by a running container");
-    }
-    Ok(file)
 }
 
 /// `SIGTERM`, `TERM`, `15` → a signal.
@@ -511,10 +547,18 @@ fn execute(
     config: &ContainerConfig,
     args: &RunArgs,
     stop_signal: Option<Signal>,
+    container: &Container,
 ) -> Result<Exit> {
     let mut prepared = runtime
         .prepare(config)
         .map_err(|e| fatal(Exit::RUNTIME_FAILURE, e.to_string()))?;
+    // The helper holds the container's registration too: it stays until
+    // the container is gone, even when kiln is killed first.
+    if let Some(lock) = container.lock_file() {
+        prepared
+            .inherit(lock.as_fd())
+            .map_err(|e| fatal(Exit::RUNTIME_FAILURE, e.to_string()))?;
+    }
     let mut cmd = prepared.command();
     // The helper gets its own process group: a ^C typed at the terminal
     // reaches kiln only, which forwards it once.

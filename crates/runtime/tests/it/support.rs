@@ -2,7 +2,6 @@
 //! binary.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kiln_runtime::Runtime;
 use tempfile::TempDir;
@@ -16,17 +15,11 @@ pub fn require_root() {
     );
 }
 
-/// A busybox root filesystem in a new temp dir.
+/// A busybox root filesystem in a new temp dir (kiln-test-support's base
+/// image, unpacked).
 pub fn busybox_rootfs() -> TempDir {
     let dir = TempDir::new().unwrap();
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/runtime/busybox-rootfs.sh");
-    let status = Command::new("bash")
-        .arg(&script)
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success(), "{} failed", script.display());
+    kiln_test_support::busybox_rootfs(dir.path());
     dir
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests of kiln-store.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns
 
+mod containers;
 mod images;
 mod integrity;
 
