@@ -8,6 +8,12 @@
 //!   home `/home/alice`, nobody), `/etc/group` (alice is also in `users`
 //!   100 and `wheel` 10), and the usual empty directories. Docker Hub is not
 //!   reachable here, so this is the base image of every test that needs one.
+//! - [`snapshot`]: normalized image snapshots (file system listing and
+//!   config fields of a docker archive, relative to the busybox base), the
+//!   same code for BuildKit's images and kiln's.
+//! - [`corpus`]: the Dockerfile corpus in `testdata/build/` (cases, their
+//!   flags, context preparation); `src/bin/corpus-tool.rs` drives it from
+//!   `testdata/build/regen-expected.sh`.
 //!
 //! Panics (these are test helpers) with a message saying what to install
 //! when busybox is missing.
@@ -30,6 +36,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kiln_oci::layer::{CreateOptions, create_layer};
+
+pub mod corpus;
+pub mod snapshot;
 
 /// Where Debian's `busybox-static` puts the binary.
 pub const BUSYBOX: &str = "/bin/busybox";

@@ -4,6 +4,7 @@
 
 mod check;
 mod completions;
+mod corpus;
 mod images;
 mod import;
 mod parse;

@@ -1,0 +1,3 @@
+FROM corpus/busybox
+COPY keep.txt /dst/
+COPY sub /dst/sub/
