@@ -69,6 +69,8 @@ fn is_root_user() -> bool {
 pub enum Command {
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(commands::completions::CompletionsArgs),
+    /// Build an image from a Dockerfile
+    Build(commands::build::BuildArgs),
     /// Run a command in a new container
     Run(commands::run::RunArgs),
     /// Make an image from a root file system tar (like `docker import`)

@@ -15,7 +15,6 @@ mod commands;
 mod diagnostic;
 mod dockerfile_input;
 mod humanize;
-#[allow(dead_code)] // rendered by `kiln build` (lands with the build crate)
 mod progress;
 
 use std::process::ExitCode;

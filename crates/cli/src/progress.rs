@@ -75,6 +75,8 @@ struct State {
     started: Instant,
     cached: usize,
     done: usize,
+    /// Internal vertices (no name): never shown.
+    hidden: std::collections::HashSet<VertexId>,
 }
 
 /// Renders events; shared by the solver's threads.
@@ -167,6 +169,7 @@ impl Progress {
                 started: Instant::now(),
                 cached: 0,
                 done: 0,
+                hidden: std::collections::HashSet::new(),
             }),
         }))
     }
@@ -287,6 +290,25 @@ impl State {
     }
 
     fn handle(&mut self, event: &Event) {
+        let vertex = match event {
+            Event::Cached { vertex, .. }
+            | Event::Missed { vertex, .. }
+            | Event::Started { vertex, .. }
+            | Event::Log { vertex, .. }
+            | Event::Finished { vertex, .. }
+            | Event::Failed { vertex, .. }
+            | Event::Cancelled { vertex } => *vertex,
+        };
+        if let Event::Cached { name, .. } | Event::Missed { name, .. } | Event::Started { name, .. } =
+            event
+            && name.is_empty()
+        {
+            self.hidden.insert(vertex);
+        }
+        // Internal steps are not shown, unless they fail.
+        if self.hidden.contains(&vertex) && !matches!(event, Event::Failed { .. }) {
+            return;
+        }
         match event {
             Event::Cached { vertex, name, .. } => {
                 self.cached += 1;

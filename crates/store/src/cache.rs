@@ -5,7 +5,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::Store;
-use crate::db::{CACHE, all_bytes, decode, encode};
+use crate::db::{CACHE, STEPS, all_bytes, decode, encode};
 use crate::error::Result;
 
 /// What a cached step produced.
@@ -74,6 +74,28 @@ impl Store {
                 .into_iter()
                 .map(|(k, v)| decode("cache entry", &v).map(|e| (k, e)))
                 .collect()
+        })
+    }
+
+    /// The pre-image (as recorded, usually JSON) that build step `step` had
+    /// in the last build that recorded it (`kiln build --explain`).
+    pub fn step_preimage(&self, step: &str) -> Result<Option<Vec<u8>>> {
+        let db = self.db()?;
+        db.read(|txn| {
+            Ok(txn
+                .open_table(STEPS)?
+                .get(step)?
+                .map(|v| v.value().to_vec()))
+        })
+    }
+
+    /// Remember build step `step`'s pre-image for the next build's
+    /// `--explain`.
+    pub fn set_step_preimage(&self, step: &str, preimage: &[u8]) -> Result<()> {
+        let db = self.db()?;
+        db.write(|txn| {
+            txn.open_table(STEPS)?.insert(step, preimage)?;
+            Ok(())
         })
     }
 

@@ -15,6 +15,9 @@ pub(crate) const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("im
 pub(crate) const COMPRESSED: TableDefinition<&str, &[u8]> = TableDefinition::new("compressed");
 /// Build-cache key → `CacheEntry` (JSON).
 pub(crate) const CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("cache");
+/// Build step identity (`Dockerfile path|stage|index`) → the pre-image its
+/// key had in the last build (JSON), for `kiln build --explain`.
+pub(crate) const STEPS: TableDefinition<&str, &[u8]> = TableDefinition::new("steps");
 /// Flags (`index_dirty`).
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -38,6 +41,7 @@ impl Store {
             txn.open_table(IMAGES)?;
             txn.open_table(COMPRESSED)?;
             txn.open_table(CACHE)?;
+            txn.open_table(STEPS)?;
             txn.open_table(META)?;
             Ok(())
         })?;

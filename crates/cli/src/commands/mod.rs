@@ -1,5 +1,6 @@
 //! One file per verb; each is a thin layer over library calls.
 
+pub mod build;
 pub mod check;
 pub mod completions;
 pub mod history;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
     let global = cli.global;
     match cli.command {
         Command::Completions(args) => completions::run(&args),
+        Command::Build(args) => build::run(&global, &args),
         Command::Run(args) => run::run(&global, &args),
         Command::Import(args) => import::run(&global, &args),
         Command::Images(args) => images::run(&global, &args),

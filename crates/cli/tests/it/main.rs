@@ -2,6 +2,7 @@
 //! command.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns
 
+mod build;
 mod check;
 mod completions;
 mod corpus;

@@ -316,6 +316,9 @@ pub enum MountSource {
     Secret {
         /// The secret's id.
         id: String,
+        /// Also (or only, when the mount's target is empty) expose it as
+        /// this environment variable (`env=`).
+        env: Option<String>,
         /// Fail when the secret is missing.
         required: bool,
         /// File mode.
@@ -382,6 +385,7 @@ impl CacheKey for Mount {
             }
             MountSource::Secret {
                 id,
+                env,
                 required,
                 mode,
                 uid,
@@ -391,6 +395,9 @@ impl CacheKey for Mount {
                 // nor the history): only which secret and where.
                 enc.str("kind", "secret");
                 enc.str("id", id);
+                if let Some(env) = env {
+                    enc.str("env", env);
+                }
                 enc.bool("required", *required);
                 enc.u64("mode", u64::from(*mode));
                 enc.u64("uid", u64::from(*uid));
@@ -677,6 +684,7 @@ mod tests {
             target: "/run/secrets/token".into(),
             source: MountSource::Secret {
                 id: "token".into(),
+                env: None,
                 required: true,
                 mode: 0o400,
                 uid: 0,

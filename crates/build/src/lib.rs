@@ -1,0 +1,257 @@
+//! kiln's Dockerfile builds: the typed IR and build arguments become an op
+//! graph ([`convert`]), the solver runs it with an executor bound to the
+//! store, the runtime and the build context ([`executor`]), and the result
+//! becomes an image in the store and, if asked, an archive or a directory
+//! ([`export`]).
+//!
+//! It is for: BuildKit's Dockerfile semantics (stages reachable from the
+//! target, ARG scoping, variable expansion, image config and history like
+//! docker's, ONBUILD), and binding the solver's generic ops to kiln's
+//! store and runtime.
+//!
+//! It is not for: parsing (crate `dockerfile`), scheduling and cache keys
+//! (crate `solver`), rendering progress (the CLI renders the solver's
+//! events), or reading contexts from git or tarballs (crate `context`).
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kiln_build::BuildError> {
+//! use std::sync::Arc;
+//! use kiln_build::{BuildRequest, LocalDir};
+//!
+//! let store = kiln_store::Store::open("/var/lib/kiln")?;
+//! let runtime = kiln_runtime::Runtime::open(
+//!     std::path::Path::new("/var/lib/kiln/runtime"),
+//!     std::path::Path::new("/proc/self/exe"),
+//! ).map_err(|e| kiln_build::BuildError::request(e.to_string(), None))?;
+//! let request = BuildRequest::new(
+//!     b"FROM busybox\nRUN echo hi > /hi\n".to_vec(),
+//!     Arc::new(LocalDir::new(".")),
+//! )
+//! .tag("hello".parse()?);
+//! let result = kiln_build::build(&store, &runtime, request, kiln_solver::discard_events(), Default::default()).await?;
+//! println!("{}", result.image.id());
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod context;
+pub mod convert;
+mod error;
+pub mod executor;
+pub mod export;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kiln_dockerfile::Dockerfile;
+use kiln_oci::Reference;
+use kiln_runtime::Runtime;
+use kiln_solver::{CancellationToken, EventSink, SolveError, SolveOptions, Solver};
+use kiln_store::{ImageRecord, LayerRecord, Store};
+
+pub use context::{BuildContext, ContextError, LocalDir};
+pub use convert::{BaseImage, ConvertOptions, ImageSource, Plan, convert};
+pub use error::{BuildError, ExecFailed, StepLocation};
+pub use executor::{Fs, KilnExecutor, StoreCache};
+pub use export::OutputSpec;
+
+/// Everything one build needs.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// The Dockerfile's bytes.
+    pub dockerfile: Vec<u8>,
+    /// The build context.
+    pub context: Arc<dyn BuildContext>,
+    /// Build arguments, target, labels, network, step identity.
+    pub options: ConvertOptions,
+    /// Names for the image.
+    pub tags: Vec<Reference>,
+    /// `--no-cache`: look nothing up (results are still recorded).
+    pub no_cache: bool,
+    /// `--secret` values by id (never in a layer, key or history).
+    pub secrets: HashMap<String, Vec<u8>>,
+    /// At most this many steps at once.
+    pub jobs: usize,
+    /// Explain every cache miss (`--explain`).
+    pub explain: bool,
+}
+
+impl BuildRequest {
+    /// A request with defaults: last stage, no args, cache on, one job per
+    /// core.
+    pub fn new(dockerfile: Vec<u8>, context: Arc<dyn BuildContext>) -> BuildRequest {
+        BuildRequest {
+            dockerfile,
+            context,
+            options: ConvertOptions::default(),
+            tags: Vec::new(),
+            no_cache: false,
+            secrets: HashMap::new(),
+            jobs: kiln_solver::default_jobs(),
+            explain: false,
+        }
+    }
+
+    /// Add a name for the image.
+    #[must_use]
+    pub fn tag(mut self, name: Reference) -> BuildRequest {
+        self.tags.push(name);
+        self
+    }
+
+    /// Set a build argument.
+    #[must_use]
+    pub fn build_arg(mut self, key: &str, value: &str) -> BuildRequest {
+        self.options
+            .build_args
+            .insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Build this stage instead of the last one.
+    #[must_use]
+    pub fn target(mut self, stage: &str) -> BuildRequest {
+        self.options.target = Some(stage.to_owned());
+        self
+    }
+}
+
+/// What a build made.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    /// The image, in the store.
+    pub image: ImageRecord,
+    /// Its layers, bottom first.
+    pub layers: Vec<LayerRecord>,
+    /// Warnings (unused build args…).
+    pub warnings: Vec<String>,
+    /// Steps run.
+    pub executed: usize,
+    /// Steps found in the cache.
+    pub cached: usize,
+}
+
+/// Base images from the store.
+struct StoreImages<'a>(&'a Store);
+
+impl ImageSource for StoreImages<'_> {
+    fn image(&self, reference: &str) -> Result<Option<BaseImage>, BuildError> {
+        match self.0.resolve(reference) {
+            Ok(record) => {
+                let config = self.0.image_config(&record)?;
+                Ok(Some(BaseImage { record, config }))
+            }
+            Err(kiln_store::StoreError::NoSuchImage(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// `# syntax=`: kiln's built-in frontend serves `docker/dockerfile:1…`;
+/// any other frontend is an error, never a silent fallback.
+fn check_syntax(df: &Dockerfile) -> Result<(), BuildError> {
+    let Some(d) = df.tree.directives.iter().find(|d| d.name == "syntax") else {
+        return Ok(());
+    };
+    let value = d.value.trim();
+    let image = value.split('@').next().unwrap_or(value);
+    let image = image.strip_prefix("docker.io/").unwrap_or(image);
+    let ok = image.strip_prefix("docker/dockerfile:").is_some_and(|tag| {
+        let mut parts = tag.split('.');
+        parts.next() == Some("1")
+            && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if ok {
+        return Ok(());
+    }
+    Err(BuildError::At {
+        message: format!(
+            "unsupported frontend `{value}`: kiln builds Dockerfiles with its built-in docker/dockerfile:1 frontend"
+        ),
+        location: df.tree.locate(d.span),
+        help: Some("use `# syntax=docker/dockerfile:1` or remove the directive".into()),
+    })
+}
+
+/// Parse, convert and run a build, and commit the image to the store.
+/// Progress goes to `events`; `cancel` stops the build (processes killed,
+/// nothing half-written).
+pub async fn build(
+    store: &Store,
+    runtime: &Runtime,
+    request: BuildRequest,
+    events: EventSink,
+    cancel: CancellationToken,
+) -> Result<BuildResult, BuildError> {
+    let df = Dockerfile::parse(&request.dockerfile)?;
+    check_syntax(&df)?;
+    let _lease = store.lease()?;
+    let plan = convert(&df, &request.options, &StoreImages(store))?;
+    let executor = KilnExecutor::new(
+        store.clone(),
+        runtime.clone(),
+        Arc::clone(&request.context),
+        plan.images.clone(),
+        request.secrets.clone(),
+    );
+    let solver = Solver::new(Arc::new(executor), Arc::new(StoreCache::new(store.clone())))
+        .options(SolveOptions {
+            jobs: request.jobs.max(1),
+            no_cache: request.no_cache,
+            explain: request.explain,
+        })
+        .events(events)
+        .cancel_token(cancel);
+    let solution = solver
+        .solve(&plan.graph, &[plan.target])
+        .await
+        .map_err(|e| step_error(&plan, e))?;
+    let Some(fs) = solution.output(plan.target) else {
+        return Err(BuildError::request(
+            "internal error: the build produced no result",
+            None,
+        ));
+    };
+    let layers = match fs {
+        Fs::Layers(l) => l.to_vec(),
+        Fs::Context(_) => {
+            return Err(BuildError::request(
+                "internal error: the build produced a context",
+                None,
+            ));
+        }
+    };
+    let image = export::commit(store, plan.image.clone(), &layers, &request.tags)?;
+    Ok(BuildResult {
+        image,
+        layers,
+        warnings: plan.warnings.clone(),
+        executed: solution.executed,
+        cached: solution.cached,
+    })
+}
+
+fn step_error(plan: &Plan, err: SolveError) -> BuildError {
+    match err {
+        SolveError::Op {
+            vertex,
+            name,
+            source,
+        }
+        | SolveError::ContentKey {
+            vertex,
+            name,
+            source,
+        } => BuildError::Step {
+            vertex,
+            name,
+            location: plan.steps.get(&vertex).copied(),
+            exit_code: source.downcast_ref::<ExecFailed>().map(|e| e.exit_code),
+            source,
+        },
+        SolveError::Cancelled => BuildError::Cancelled,
+        other => BuildError::Solve(other),
+    }
+}

@@ -1,0 +1,502 @@
+//! `kiln build [OPTIONS] CONTEXT|-`: build an image from a Dockerfile, like
+//! `docker build` with BuildKit, without a daemon.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use kiln_build::{BuildError, BuildRequest, BuildResult, LocalDir, OutputSpec};
+use kiln_oci::Reference;
+use kiln_solver::CancellationToken;
+use kiln_solver::ops::Network;
+use kiln_store::{ArchiveFormat, Store};
+
+use crate::Exit;
+use crate::cli::GlobalArgs;
+use crate::diagnostic::{Fatal, SourceError};
+use crate::dockerfile_input::DockerfileInput;
+use crate::progress::{FAILURE_TAIL_LINES, Mode, Progress, ProgressFlag};
+
+/// Build an image from a Dockerfile
+#[derive(Debug, Args)]
+#[command(
+    after_help = "CONTEXT is a directory, or `-` to read a Dockerfile from standard input \
+(with an empty context). Base images come from the store (`kiln import`, `kiln load`, or \
+earlier builds)."
+)]
+pub struct BuildArgs {
+    /// Name the image (`name:tag`); may be repeated
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (`-` for standard input) [default: CONTEXT/Dockerfile]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Set a build argument (`K=V`, or `K` to take the caller's value)
+    #[arg(long = "build-arg", value_name = "K=V")]
+    pub build_args: Vec<String>,
+    /// Build this stage (default: the last one); unused stages never run
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Do not use the build cache (results are still recorded)
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Do not use the build cache for these stages
+    #[arg(long, value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+    /// Always pull base images (needs registry support, which comes later)
+    #[arg(long)]
+    pub pull: bool,
+    /// Network of RUN steps: default, none or host
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR`
+    #[arg(long, value_name = "SPEC")]
+    pub secret: Vec<String>,
+    /// Add a label to the image (`K=V`)
+    #[arg(long, value_name = "K=V")]
+    pub label: Vec<String>,
+    /// Progress output: auto, tty, plain or json
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressFlag,
+    /// Also write the result: `type=oci|docker|tar,dest=FILE` (`-`: stdout), `type=local,dest=DIR`, or DIR
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub output: Vec<String>,
+    /// Write the image id to this file
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Push the image after the build (needs registry support, which comes later)
+    #[arg(long)]
+    pub push: bool,
+    /// Run at most this many steps at once [default: the number of cores]
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// For every step that misses the cache, say which input changed
+    #[arg(long)]
+    pub explain: bool,
+    /// Print only the image id
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The build context: a directory, or `-`
+    #[arg(value_name = "CONTEXT")]
+    pub context: String,
+}
+
+fn fatal(message: String) -> anyhow::Error {
+    anyhow::Error::new(Fatal {
+        exit: Exit::FAILURE,
+        message,
+    })
+}
+
+/// The build context and the Dockerfile the arguments name.
+fn inputs(args: &BuildArgs) -> Result<(PathBuf, Option<tempfile::TempDir>, DockerfileInput)> {
+    let ctx = args.context.as_str();
+    let remote = [
+        "http://",
+        "https://",
+        "git://",
+        "git@",
+        "ssh://",
+        "github.com/",
+    ];
+    if remote.iter().any(|p| ctx.starts_with(p)) {
+        bail!(
+            "build context {ctx}: git and tarball URLs are not supported yet; clone or download it and build the directory"
+        );
+    }
+    if ctx == "-" {
+        if args.file.as_deref() == Some(Path::new("-")) {
+            bail!("the context and the Dockerfile cannot both come from standard input");
+        }
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading the build context from standard input")?;
+        if bytes.len() >= 262 && &bytes[257..262] == b"ustar"
+            || bytes.starts_with(&[0x1f, 0x8b])
+            || bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+            || bytes.starts_with(b"BZh")
+            || bytes.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
+        {
+            bail!(
+                "a tar archive as the build context on standard input is not supported yet; extract it and build the directory"
+            );
+        }
+        let empty = tempfile::Builder::new()
+            .prefix("kiln-context-")
+            .tempdir()
+            .context("creating an empty build context")?;
+        let path = empty.path().to_path_buf();
+        return Ok((
+            path,
+            Some(empty),
+            DockerfileInput {
+                name: "<stdin>".into(),
+                bytes,
+            },
+        ));
+    }
+    let dir = PathBuf::from(ctx);
+    if !dir.is_dir() {
+        bail!("build context {ctx}: not a directory");
+    }
+    let dir = fs_err::canonicalize(&dir)?;
+    let file = match &args.file {
+        Some(f) => DockerfileInput::read(f)?,
+        None => DockerfileInput::read(&dir.join("Dockerfile")).map_err(|_| {
+            anyhow::anyhow!(
+                "no Dockerfile in {}: add one, or name it with -f FILE",
+                dir.display()
+            )
+        })?,
+    };
+    Ok((dir, None, file))
+}
+
+fn key_value(flag: &str, text: &str) -> Result<(String, String)> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => bail!("{flag} {text}: expected KEY=VALUE"),
+    }
+}
+
+/// `--secret id=ID,src=FILE` / `id=ID,env=VAR` / `id=ID` (the variable ID).
+fn secret(text: &str) -> Result<(String, Vec<u8>)> {
+    let (mut id, mut src, mut env) = (None, None, None);
+    for field in text.split(',') {
+        let (k, v) = field.split_once('=').with_context(|| {
+            format!("--secret {text}: expected id=ID,src=FILE or id=ID,env=VAR")
+        })?;
+        match k {
+            "id" => id = Some(v.to_owned()),
+            "src" | "source" => src = Some(v.to_owned()),
+            "env" => env = Some(v.to_owned()),
+            "type" if v == "file" || v == "env" => {}
+            other => bail!("--secret {text}: unknown field `{other}` (use id, src, env)"),
+        }
+    }
+    let id = id
+        .or_else(|| {
+            src.as_deref()
+                .and_then(|s| Path::new(s).file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .with_context(|| format!("--secret {text}: missing id="))?;
+    if let Some(src) = src {
+        let data = fs_err::read(&src).with_context(|| format!("--secret id={id}"))?;
+        return Ok((id, data));
+    }
+    let var = env.unwrap_or_else(|| id.clone());
+    match std::env::var_os(&var) {
+        Some(v) => Ok((id, v.into_encoded_bytes())),
+        None => bail!(
+            "--secret id={id}: environment variable {var} is not set (give src=FILE or env=VAR)"
+        ),
+    }
+}
+
+fn request(args: &BuildArgs, dir: &Path, dockerfile: &DockerfileInput) -> Result<BuildRequest> {
+    if args.pull {
+        bail!(
+            "--pull: pulling base images from registries is not supported yet (bases come from the store)"
+        );
+    }
+    if args.push {
+        bail!(
+            "--push: pushing to registries is not supported yet; use --output type=oci,dest=FILE"
+        );
+    }
+    let context: Arc<dyn kiln_build::BuildContext> = Arc::new(LocalDir::new(dir));
+    let mut req = BuildRequest::new(dockerfile.bytes.clone(), context);
+    for t in &args.tags {
+        let r = Reference::parse(t).with_context(|| format!("invalid tag `{t}`"))?;
+        req.tags.push(r);
+    }
+    for a in &args.build_args {
+        match a.split_once('=') {
+            Some((k, v)) => {
+                req.options.build_args.insert(k.to_owned(), v.to_owned());
+            }
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    req.options.build_args.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    let mut labels = BTreeMap::new();
+    for l in &args.label {
+        let (k, v) = key_value("--label", l)?;
+        labels.insert(k, v);
+    }
+    req.options.labels = labels;
+    req.options.target.clone_from(&args.target);
+    req.options
+        .no_cache_filter
+        .clone_from(&args.no_cache_filter);
+    req.options.network = match args.network.as_deref() {
+        None | Some("default") => Network::Default,
+        Some("none") => Network::None,
+        Some("host") => Network::Host,
+        Some(other) => bail!("--network {other}: use default, none or host"),
+    };
+    req.options.step_scope = format!("{}|{}", dir.display(), dockerfile.name);
+    let mut secrets = HashMap::new();
+    for s in &args.secret {
+        let (id, data) = secret(s)?;
+        secrets.insert(id, data);
+    }
+    req.secrets = secrets;
+    req.no_cache = args.no_cache;
+    req.explain = args.explain;
+    if let Some(j) = args.jobs {
+        if j == 0 {
+            bail!("--jobs must be at least 1");
+        }
+        req.jobs = j;
+    }
+    Ok(req)
+}
+
+/// `kiln build`.
+pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<Exit> {
+    let outputs = args
+        .output
+        .iter()
+        .map(|o| OutputSpec::parse(o).map_err(|e| fatal(format!("{e}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let (dir, _empty_context, dockerfile) = inputs(args)?;
+    let request = request(args, &dir, &dockerfile)?;
+    let root = global.root_dir();
+    let store = Store::open(&root)?;
+    let helper = std::env::current_exe().context("locating the kiln binary")?;
+    let runtime = kiln_runtime::Runtime::open(&root.join("runtime"), &helper)?;
+
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let log_path = root
+        .join("logs")
+        .join(format!("build-{stamp}-{}.log", std::process::id()));
+    let mode = args.progress.mode();
+    let sink_out: Box<dyn std::io::Write + Send> = if args.quiet {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(std::io::stderr())
+    };
+    let progress = Progress::new(mode, sink_out, Some(&log_path))
+        .with_context(|| format!("creating the build log {}", log_path.display()))?;
+
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let cancel = CancellationToken::new();
+    let result = tokio.block_on(async {
+        let c = cancel.clone();
+        let ctrl_c = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                c.cancel();
+            }
+        });
+        let r = kiln_build::build(&store, &runtime, request, progress.sink(), cancel.clone()).await;
+        ctrl_c.abort();
+        r
+    });
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            progress.finish(false);
+            return Err(render_failure(&e, &dockerfile, &progress, &log_path, mode));
+        }
+    };
+    for w in &result.warnings {
+        progress.note(&format!("WARNING: {w}"));
+    }
+    export(&store, &result, &request_tags(args), &outputs, &progress)?;
+    if let Some(path) = &args.iidfile {
+        write_file(path, result.image.id().as_str().as_bytes())?;
+    }
+    progress.note(&format!("writing image {} done", result.image.id()));
+    for t in &result.image.tags {
+        progress.note(&format!("naming to {t} done"));
+    }
+    progress.finish(true);
+    if args.quiet {
+        println!("{}", result.image.id());
+    }
+    Ok(Exit::SUCCESS)
+}
+
+fn request_tags(args: &BuildArgs) -> Vec<Reference> {
+    args.tags
+        .iter()
+        .filter_map(|t| Reference::parse(t).ok())
+        .collect()
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = fs_err::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Run `f` with the destination (`-` is standard output) as a writer.
+fn with_dest(
+    dest: &str,
+    f: impl FnOnce(Box<dyn std::io::Write>) -> Result<(), BuildError>,
+) -> Result<()> {
+    if dest == "-" {
+        if std::io::stdout().is_terminal() {
+            bail!(
+                "refusing to write an archive to a terminal; redirect standard output or give dest=FILE"
+            );
+        }
+        f(Box::new(std::io::stdout().lock()))?;
+        return Ok(());
+    }
+    let file = fs_err::File::create(dest)?;
+    f(Box::new(std::io::BufWriter::new(file)))?;
+    Ok(())
+}
+
+fn export(
+    store: &Store,
+    result: &BuildResult,
+    tags: &[Reference],
+    outputs: &[OutputSpec],
+    progress: &Progress,
+) -> Result<()> {
+    for out in outputs {
+        match out {
+            OutputSpec::Image => {}
+            OutputSpec::Oci { dest } | OutputSpec::Docker { dest } => {
+                let format = if matches!(out, OutputSpec::Oci { .. }) {
+                    ArchiveFormat::Oci
+                } else {
+                    ArchiveFormat::Docker
+                };
+                with_dest(dest, |w| {
+                    let mut w =
+                        kiln_build::export::write_archive(store, &result.image, tags, format, w)?;
+                    w.flush().map_err(|source| BuildError::Io {
+                        what: format!("writing {dest}"),
+                        source,
+                    })
+                })?;
+                progress.note(&format!("exported the image to {dest}"));
+            }
+            OutputSpec::Tar { dest } => {
+                with_dest(dest, |w| {
+                    let mut w = kiln_build::export::write_filesystem_tar(store, &result.layers, w)?;
+                    w.flush().map_err(|source| BuildError::Io {
+                        what: format!("writing {dest}"),
+                        source,
+                    })
+                })?;
+                progress.note(&format!("exported the filesystem to {dest}"));
+            }
+            OutputSpec::Local { dest } => {
+                kiln_build::export::flatten(store, &result.layers, dest)?;
+                progress.note(&format!("exported the filesystem to {}", dest.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A failed build, rendered for people: the step, its Dockerfile lines with
+/// a caret, the last lines of its output, its exit code and the full log.
+fn render_failure(
+    err: &BuildError,
+    dockerfile: &DockerfileInput,
+    progress: &Progress,
+    log_path: &Path,
+    mode: Mode,
+) -> anyhow::Error {
+    match err {
+        BuildError::Dockerfile(e) => anyhow::Error::new(dockerfile.located(e)),
+        BuildError::At {
+            message,
+            location,
+            help,
+        } => anyhow::Error::new(source_error(dockerfile, message, *location, help.clone())),
+        BuildError::Step {
+            vertex,
+            name,
+            location,
+            exit_code,
+            source,
+        } => {
+            let mut text = format!("{name}: {source}\n");
+            let tail = progress.tail(*vertex, FAILURE_TAIL_LINES);
+            if !tail.is_empty() && mode != Mode::Plain {
+                let _ = writeln!(text, "  last output lines:");
+                for l in &tail {
+                    let _ = writeln!(text, "  | {l}");
+                }
+            }
+            if let Some(loc) = location {
+                let src = source_error(dockerfile, "", loc.location, None);
+                let rendered = src.render();
+                // Drop the render's own `error:` line: ours is above.
+                for l in rendered.lines().skip(1) {
+                    let _ = writeln!(text, "{l}");
+                }
+                let extra_lines = loc.end_line.saturating_sub(loc.location.line);
+                if extra_lines > 0 {
+                    let all = String::from_utf8_lossy(&dockerfile.bytes);
+                    let width = loc.end_line.to_string().len();
+                    for n in loc.location.line + 1..=loc.end_line {
+                        let line = all
+                            .split('\n')
+                            .nth(n - 1)
+                            .unwrap_or("")
+                            .trim_end_matches('\r');
+                        let _ = writeln!(text, "{n:>width$} | {line}");
+                    }
+                }
+            }
+            if let Some(code) = exit_code {
+                let _ = writeln!(text, "exit code: {code}");
+            }
+            let _ = write!(text, "full log: {}", log_path.display());
+            fatal(text)
+        }
+        other => {
+            let mut msg = other.to_string();
+            if let Some(h) = other.help() {
+                let _ = write!(msg, "\n  = help: {h}");
+            }
+            fatal(msg)
+        }
+    }
+}
+
+fn source_error(
+    dockerfile: &DockerfileInput,
+    message: &str,
+    location: kiln_dockerfile::Location,
+    help: Option<String>,
+) -> SourceError {
+    let text = String::from_utf8_lossy(&dockerfile.bytes);
+    let line_text = text
+        .split('\n')
+        .nth(location.line.saturating_sub(1))
+        .unwrap_or("")
+        .trim_end_matches('\r')
+        .trim_start_matches('\u{feff}')
+        .to_owned();
+    SourceError {
+        message: message.to_owned(),
+        file: dockerfile.name.clone(),
+        line: location.line,
+        column: location.column,
+        width: location.width,
+        line_text,
+        help,
+    }
+}
