@@ -37,7 +37,7 @@ pub struct BuildArgs {
     pub file: Option<PathBuf>,
     /// Set a build argument (`K=V`, or `K` to take the caller's value)
     #[arg(long = "build-arg", value_name = "K=V")]
-    pub build_args: Vec<String>,
+    pub arg: Vec<String>,
     /// Build this stage (default: the last one); unused stages never run
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
@@ -216,7 +216,7 @@ fn request(args: &BuildArgs, dir: &Path, dockerfile: &DockerfileInput) -> Result
         let r = Reference::parse(t).with_context(|| format!("invalid tag `{t}`"))?;
         req.tags.push(r);
     }
-    for a in &args.build_args {
+    for a in &args.arg {
         match a.split_once('=') {
             Some((k, v)) => {
                 req.options.build_args.insert(k.to_owned(), v.to_owned());

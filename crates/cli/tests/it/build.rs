@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -442,7 +443,6 @@ fn a_scratch_image_from_stdin_with_iidfile() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    use std::io::Write as _;
     child
         .stdin
         .take()
