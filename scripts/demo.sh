@@ -16,7 +16,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 echo "== a busybox base image, made locally"
-bash testdata/runtime/busybox-rootfs.sh "$work/rootfs"
+bash scripts/busybox-rootfs.sh "$work/rootfs"
 tar -C "$work/rootfs" -cf "$work/busybox.tar" .
 "$kiln" import -c 'CMD ["sh"]' "$work/busybox.tar" busybox
 "$kiln" images
@@ -32,25 +32,10 @@ echo "== a Dockerfile on stdin (empty context)"
 "$kiln" history multi-stage
 
 echo "== run the results"
-# run IMAGE CONTEXT [ARGS…] -- COMMAND…: `kiln run --rm IMAGE ARGS…`; a kiln
-# whose `run` takes root filesystem directories only (before it reads the
-# store) runs the image's exported filesystem with the image's COMMAND.
-run() {
-  local image=$1 ctx=$2; shift 2
-  local args=() cmd=()
-  while [ $# -gt 0 ] && [ "$1" != -- ]; do args+=("$1"); shift; done
-  [ $# -gt 0 ] && { shift; cmd=("$@"); }
-  if "$kiln" run --help | grep -q 'Until images can be run from the store'; then
-    local dir="$work/fs-$image"
-    "$kiln" build -q -o "type=local,dest=$dir" "$ctx" >/dev/null
-    "$kiln" run --rm --rootfs "$dir" "${cmd[@]}"
-  else
-    "$kiln" run --rm "$image" "${args[@]}"
-  fi
-}
-run hello examples/hello -- echo "hello from kiln"
-run multi-stage examples/multi-stage -- /usr/local/bin/greet kiln
-run multi-stage examples/multi-stage demo -- /usr/local/bin/greet demo
+"$kiln" run --rm hello
+"$kiln" run --rm multi-stage
+"$kiln" run --rm multi-stage demo
+"$kiln" run --rm hello-stdin
 
 # The lint example has findings on purpose: show them, and show that
 # `# check=error=true` makes them fail the check.
