@@ -37,5 +37,8 @@ run_suite python3 "$conf/check-parse.py" "$kiln" --strict
 run_suite env KILN_SRC="$PWD" CARGO_TARGET_DIR="$PWD/target/lexer-harness" \
   "$conf/lexer-harness/run.sh" --all
 
-# .dockerignore matching (kiln context why): added with `kiln context`.
+# .dockerignore matching (kiln context why): Docker's patternmatcher tests
+# and integration scenarios, 244 cases.
+run_suite python3 "$conf/check-dockerignore.py" "$kiln"
+
 exit $status

@@ -95,4 +95,6 @@ pub enum Command {
     Parse(commands::parse::ParseArgs),
     /// Run BuildKit's build checks on a Dockerfile (no build needed)
     Check(commands::check::CheckArgs),
+    /// Show what a build sees of its context (`ls`) and why (`why`)
+    Context(commands::context::ContextArgs),
 }

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod check;
 pub mod completions;
+pub mod context;
 pub mod history;
 pub mod images;
 pub mod import;
@@ -38,5 +39,6 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Prune(args) => prune::run(&global, &args),
         Command::Parse(args) => parse::run(&args),
         Command::Check(args) => check::run(&args),
+        Command::Context(args) => context::run(&args),
     }
 }

@@ -5,6 +5,7 @@
 mod build;
 mod check;
 mod completions;
+mod context;
 mod corpus;
 mod images;
 mod import;

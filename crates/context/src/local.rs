@@ -1,0 +1,727 @@
+//! A build context on local disk: its root, its Dockerfile, its ignore
+//! rules; the filtered walk and the checksums of what COPY/ADD read.
+
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{ContextError, Result};
+use crate::hash::{Stamp, StatCache, file_digest};
+use crate::ignore::Matcher;
+
+/// Symlinks followed while resolving one path, like Linux's `MAXSYMLINKS`.
+const MAX_SYMLINKS: usize = 40;
+
+/// The name docker looks for first, then its lowercase form.
+pub const DEFAULT_DOCKERFILE: &str = "Dockerfile";
+
+/// Where the Dockerfile comes from.
+#[derive(Debug, Clone, Default)]
+pub enum DockerfileSpec {
+    /// `CONTEXT/Dockerfile`, else `CONTEXT/dockerfile` (docker's lookup).
+    #[default]
+    Default,
+    /// `-f PATH`: for a local directory relative to the current directory
+    /// (it may lie outside the context); for remote contexts relative to
+    /// the context root.
+    Path(PathBuf),
+    /// `-f -`: the text itself (read from stdin by the caller).
+    Text(Vec<u8>),
+}
+
+/// The Dockerfile of a build, always readable whatever `.dockerignore` says.
+#[derive(Debug, Clone)]
+pub struct Dockerfile {
+    /// Where it is on disk (`None` for `-f -`).
+    pub path: Option<PathBuf>,
+    /// How to name it in messages (`Dockerfile`, `build/app.Dockerfile`, `-`).
+    pub name: String,
+    /// Its content.
+    pub text: Vec<u8>,
+}
+
+/// A build context ready to read: a root directory, the Dockerfile, and the
+/// `.dockerignore` rules. Cloning is cheap; all methods take `&self` and
+/// can run from several threads.
+#[derive(Debug, Clone)]
+pub struct Context {
+    root: PathBuf,
+    dockerfile: Dockerfile,
+    ignore: Arc<Matcher>,
+    ignore_file: Option<PathBuf>,
+    cache: Option<Arc<StatCache>>,
+}
+
+/// Which entries one COPY/ADD source list reads, and how (the fields of
+/// the solver's copy action that change what is read).
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Sources may be glob patterns (`*`, `?`, `[...]`, per path component).
+    pub allow_wildcard: bool,
+    /// A source that is a symlink is followed (Dockerfile COPY/ADD do).
+    pub follow_symlinks: bool,
+    /// `COPY --exclude` patterns, matched against paths inside each copied
+    /// directory (as the copy engine does).
+    pub exclude: Vec<String>,
+}
+
+impl Default for SourceOptions {
+    fn default() -> SourceOptions {
+        SourceOptions {
+            allow_wildcard: true,
+            follow_symlinks: true,
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// The type of a context entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (kept as a link, never followed inside a copied tree).
+    Symlink,
+}
+
+impl EntryKind {
+    fn tag(self) -> &'static str {
+        match self {
+            EntryKind::File => "file",
+            EntryKind::Dir => "dir",
+            EntryKind::Symlink => "symlink",
+        }
+    }
+}
+
+/// One entry of the context, as a walk or a selection sees it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Path relative to the context root (empty for the root itself).
+    pub rel: PathBuf,
+    /// File, directory or symlink.
+    pub kind: EntryKind,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes (of a file; of the link text for a symlink).
+    pub size: u64,
+    /// A symlink's target, as written.
+    pub link_target: Option<PathBuf>,
+    stamp: Stamp,
+}
+
+impl Entry {
+    fn from_meta(rel: PathBuf, disk: &Path, meta: &Metadata) -> Result<Entry> {
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_symlink() {
+            EntryKind::Symlink
+        } else if ft.is_file() {
+            EntryKind::File
+        } else {
+            let kind = if ft.is_fifo() {
+                "fifo"
+            } else if ft.is_socket() {
+                "socket"
+            } else {
+                "device"
+            };
+            return Err(ContextError::Unsupported { path: rel, kind });
+        };
+        let link_target = if kind == EntryKind::Symlink {
+            Some(fs_err::read_link(disk)?)
+        } else {
+            None
+        };
+        Ok(Entry {
+            rel,
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: meta.size(),
+            link_target,
+            stamp: Stamp::of(meta),
+        })
+    }
+}
+
+/// A checksum of context content (sha256), as `sha256:<hex>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Checksum(String);
+
+impl Checksum {
+    /// `sha256:<64 hex digits>`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Checksum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What one COPY/ADD source list reads from the context: every entry,
+/// relative to the context root, in a stable order.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// One group per source text, in order: the text and what it matched.
+    sources: Vec<(String, Vec<Matched>)>,
+}
+
+/// One path a source matched, and the entries read under it.
+#[derive(Debug, Clone)]
+struct Matched {
+    /// The path as matched (before following a final symlink).
+    rel: PathBuf,
+    /// Symlinks followed to reach it (they are read too).
+    via: Vec<Entry>,
+    /// The entry and, for a directory, everything under it (sorted).
+    entries: Vec<Entry>,
+}
+
+impl Selection {
+    /// Every entry read, sorted by path, without duplicates: the matched
+    /// paths, the symlinks followed to reach them, and the contents of
+    /// matched directories (ignore rules and `exclude` applied).
+    pub fn entries(&self) -> Vec<&Entry> {
+        let mut all: Vec<&Entry> = self
+            .sources
+            .iter()
+            .flat_map(|(_, m)| m.iter())
+            .flat_map(|m| m.via.iter().chain(m.entries.iter()))
+            .collect();
+        all.sort_by(|a, b| a.rel.cmp(&b.rel));
+        all.dedup_by(|a, b| a.rel == b.rel);
+        all
+    }
+
+    /// The paths each source text matched (relative to the root).
+    pub fn matched(&self) -> impl Iterator<Item = (&str, Vec<&Path>)> {
+        self.sources
+            .iter()
+            .map(|(text, m)| (text.as_str(), m.iter().map(|m| m.rel.as_path()).collect()))
+    }
+}
+
+impl Context {
+    /// Open a local directory as a context. The Dockerfile is found as
+    /// docker finds it; the ignore file is `<Dockerfile>.dockerignore`
+    /// next to the Dockerfile if there is one, else `CONTEXT/.dockerignore`.
+    pub fn from_dir(dir: impl AsRef<Path>, dockerfile: DockerfileSpec) -> Result<Context> {
+        let dir = dir.as_ref();
+        let root = match std::fs::canonicalize(dir) {
+            Ok(p) if p.is_dir() => p,
+            _ => {
+                return Err(ContextError::NotADirectory {
+                    path: dir.to_path_buf(),
+                });
+            }
+        };
+        let dockerfile = match dockerfile {
+            DockerfileSpec::Text(text) => Dockerfile {
+                path: None,
+                name: "-".to_owned(),
+                text,
+            },
+            DockerfileSpec::Path(p) => read_dockerfile(&p, p.display().to_string())?,
+            DockerfileSpec::Default => {
+                let upper = root.join(DEFAULT_DOCKERFILE);
+                let lower = root.join("dockerfile");
+                let path = if std::fs::symlink_metadata(&upper).is_err()
+                    && std::fs::symlink_metadata(&lower).is_ok()
+                {
+                    lower
+                } else {
+                    upper
+                };
+                let name = path
+                    .strip_prefix(&root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                read_dockerfile(&path, name)?
+            }
+        };
+        let mut ctx = Context {
+            root,
+            dockerfile,
+            ignore: Arc::new(Matcher::empty()),
+            ignore_file: None,
+            cache: None,
+        };
+        ctx.load_default_ignore()?;
+        Ok(ctx)
+    }
+
+    fn load_default_ignore(&mut self) -> Result<()> {
+        match find_ignore_file(&self.root, self.dockerfile.path.as_deref()) {
+            Some(path) => self.set_ignore_file(&path),
+            None => Ok(()),
+        }
+    }
+
+    /// Use the rules of `path` instead of the ones found by default.
+    pub fn set_ignore_file(&mut self, path: &Path) -> Result<()> {
+        let text = fs_err::read(path)?;
+        let name = match path.strip_prefix(&self.root) {
+            Ok(rel) => rel.display().to_string(),
+            Err(_) => path.display().to_string(),
+        };
+        self.ignore = Arc::new(Matcher::parse(name, &text)?);
+        self.ignore_file = Some(path.to_path_buf());
+        Ok(())
+    }
+
+    /// Use `matcher` as the ignore rules.
+    pub fn set_ignore(&mut self, matcher: Matcher) {
+        self.ignore = Arc::new(matcher);
+        self.ignore_file = None;
+    }
+
+    /// Keep file digests in `cache` (see [`StatCache`]); call
+    /// [`StatCache::save`] when done.
+    pub fn set_stat_cache(&mut self, cache: Arc<StatCache>) {
+        self.cache = Some(cache);
+    }
+
+    /// The context's root directory (absolute, symlinks resolved).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The Dockerfile.
+    pub fn dockerfile(&self) -> &Dockerfile {
+        &self.dockerfile
+    }
+
+    /// The ignore rules in effect (empty when there is no ignore file).
+    pub fn ignore(&self) -> &Matcher {
+        &self.ignore
+    }
+
+    /// The ignore file in effect, if any.
+    pub fn ignore_file(&self) -> Option<&Path> {
+        self.ignore_file.as_deref()
+    }
+
+    /// Whether `rel` (relative to the root, `/`-separated) is excluded.
+    pub fn is_excluded(&self, rel: &Path) -> bool {
+        self.ignore.is_excluded_path(rel)
+    }
+
+    /// Every entry of the context that is not excluded, sorted by path,
+    /// the root not included. Directories excluded themselves but holding
+    /// re-included entries are listed (a build sees them as parents).
+    pub fn walk(&self) -> Result<Vec<Entry>> {
+        let root_meta = fs_err::symlink_metadata(&self.root)?;
+        let root = Entry::from_meta(PathBuf::new(), &self.root, &root_meta)?;
+        let mut out = self.walk_dir(&root, None)?;
+        out.sort_by(|a, b| a.rel.cmp(&b.rel));
+        Ok(out)
+    }
+
+    /// The entries under directory entry `dir` (not `dir` itself), not
+    /// excluded by the ignore rules nor by `exclude` (relative to `base`).
+    fn walk_dir(&self, dir: &Entry, exclude: Option<(&GlobSet, &Path)>) -> Result<Vec<Entry>> {
+        let disk = self.root.join(&dir.rel);
+        let mut children = Vec::new();
+        for item in fs_err::read_dir(&disk)? {
+            let item = item?;
+            let rel = dir.rel.join(item.file_name());
+            let meta = fs_err::symlink_metadata(item.path())?;
+            children.push((rel, item.path(), meta));
+        }
+        let results: Vec<Result<Vec<Entry>>> = children
+            .into_par_iter()
+            .map(|(rel, path, meta)| {
+                if let Some((set, base)) = exclude
+                    && copy_excluded(set, rel.strip_prefix(base).unwrap_or(&rel))
+                {
+                    return Ok(Vec::new());
+                }
+                let excluded = self.ignore.is_excluded_path(&rel);
+                if excluded && !meta.is_dir() {
+                    return Ok(Vec::new());
+                }
+                if excluded && !self.ignore.may_reinclude_below(&rel.to_string_lossy()) {
+                    return Ok(Vec::new());
+                }
+                let entry = Entry::from_meta(rel, &path, &meta)?;
+                if entry.kind != EntryKind::Dir {
+                    return Ok(vec![entry]);
+                }
+                let below = self.walk_dir(&entry, exclude)?;
+                if excluded && below.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut v = Vec::with_capacity(below.len() + 1);
+                v.push(entry);
+                v.extend(below);
+                Ok(v)
+            })
+            .collect();
+        let mut out = Vec::new();
+        for r in results {
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+
+    /// Expand COPY/ADD `sources` the way the copy engine does (paths
+    /// relative to the root, globs per component, a directory meaning all
+    /// of its contents) and list what they read. Errors for a source that
+    /// leaves the context, or that matches nothing (only a pattern may
+    /// match nothing, and only when `allow_empty` is set).
+    pub fn select<S: AsRef<str>>(
+        &self,
+        sources: &[S],
+        opts: &SourceOptions,
+        allow_empty: bool,
+    ) -> Result<Selection> {
+        let exclude = exclude_set(&opts.exclude)?;
+        let mut groups = Vec::new();
+        for text in sources {
+            let text = text.as_ref();
+            let is_pattern = opts.allow_wildcard && has_meta(text);
+            let mut matched = Vec::new();
+            for rel in self.expand(text, opts.allow_wildcard)? {
+                let mut via = Vec::new();
+                let resolved = self.resolve(text, &rel, opts.follow_symlinks, &mut via)?;
+                let disk = self.root.join(&resolved);
+                let meta = match std::fs::symlink_metadata(&disk) {
+                    Ok(m) => m,
+                    Err(_) if is_pattern => continue,
+                    Err(_) => {
+                        return Err(ContextError::NotFound {
+                            path: text.to_owned(),
+                            excluded: false,
+                        });
+                    }
+                };
+                if !resolved.as_os_str().is_empty() && self.ignore.is_excluded_path(&resolved) {
+                    if is_pattern {
+                        continue;
+                    }
+                    return Err(ContextError::NotFound {
+                        path: text.to_owned(),
+                        excluded: true,
+                    });
+                }
+                let entry = Entry::from_meta(resolved.clone(), &disk, &meta)?;
+                let mut entries = Vec::new();
+                if entry.kind == EntryKind::Dir {
+                    let mut below =
+                        self.walk_dir(&entry, exclude.as_ref().map(|s| (s, resolved.as_path())))?;
+                    below.sort_by(|a, b| a.rel.cmp(&b.rel));
+                    entries.push(entry);
+                    entries.extend(below);
+                } else {
+                    entries.push(entry);
+                }
+                matched.push(Matched { rel, via, entries });
+            }
+            if matched.is_empty() && (!is_pattern || !allow_empty) {
+                return Err(ContextError::NotFound {
+                    path: text.to_owned(),
+                    excluded: false,
+                });
+            }
+            groups.push((text.to_owned(), matched));
+        }
+        Ok(Selection { sources: groups })
+    }
+
+    /// The checksum of exactly what `sources` read (see [`Context::select`]):
+    /// sha256 over each entry's relative path, type, mode, owner, symlink
+    /// target and content digest, grouped by source. File contents are
+    /// hashed in parallel, through the stat cache when one is set.
+    pub fn checksum<S: AsRef<str>>(
+        &self,
+        sources: &[S],
+        opts: &SourceOptions,
+        allow_empty: bool,
+    ) -> Result<Checksum> {
+        let selection = self.select(sources, opts, allow_empty)?;
+        self.checksum_of(&selection)
+    }
+
+    /// The checksum of a selection made by [`Context::select`].
+    pub fn checksum_of(&self, selection: &Selection) -> Result<Checksum> {
+        // Hash every file once, in parallel.
+        let files: Vec<&Entry> = selection
+            .entries()
+            .into_iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .collect();
+        let digests: Vec<(PathBuf, [u8; 32])> = files
+            .par_iter()
+            .map(|e| {
+                let d = file_digest(&self.root.join(&e.rel), &e.stamp, self.cache.as_deref())?;
+                Ok((e.rel.clone(), d))
+            })
+            .collect::<Result<_>>()?;
+        let digests: std::collections::HashMap<PathBuf, [u8; 32]> = digests.into_iter().collect();
+
+        let mut h = Sha256::new();
+        h.update(b"kiln-context-checksum-v1\n");
+        for (text, matched) in &selection.sources {
+            h.update(b"source\0");
+            h.update(text.as_bytes());
+            h.update(b"\n");
+            for m in matched {
+                h.update(b"match\0");
+                h.update(m.rel.as_os_str().as_bytes());
+                h.update(b"\n");
+                for e in m.via.iter().chain(m.entries.iter()) {
+                    write_entry(&mut h, e, digests.get(&e.rel));
+                }
+            }
+        }
+        Ok(Checksum(format!("sha256:{}", hex::encode(h.finalize()))))
+    }
+
+    /// Expand one source into candidate paths (relative, not resolved),
+    /// as the copy engine does: components with glob syntax are matched
+    /// against directory listings (excluded entries are not seen).
+    fn expand(&self, text: &str, wildcard: bool) -> Result<Vec<PathBuf>> {
+        let cleaned = lexical(text)?;
+        let mut found = vec![PathBuf::new()];
+        for comp in &cleaned {
+            let comp_str = comp.to_string_lossy();
+            let mut next = Vec::new();
+            for base in &found {
+                if wildcard && has_meta(&comp_str) {
+                    let matcher = component_glob(&comp_str)?;
+                    let mut via = Vec::new();
+                    let dir = self.resolve(text, base, true, &mut via)?;
+                    let disk = self.root.join(&dir);
+                    if disk.is_dir() {
+                        let mut names: Vec<_> = fs_err::read_dir(&disk)?
+                            .filter_map(std::result::Result::ok)
+                            .map(|e| e.file_name())
+                            .collect();
+                        names.sort();
+                        for name in names {
+                            if matcher.is_match(Path::new(&name))
+                                && !self.ignore.is_excluded_path(&dir.join(&name))
+                            {
+                                next.push(base.join(&name));
+                            }
+                        }
+                    }
+                } else {
+                    next.push(base.join(comp));
+                }
+            }
+            found = next;
+        }
+        Ok(found)
+    }
+
+    /// Resolve symlinks in `rel` inside the root. A link that points out of
+    /// the context (absolute, or `..` past the root) is an error; the links
+    /// followed are pushed to `via`. Missing components are kept.
+    fn resolve(
+        &self,
+        text: &str,
+        rel: &Path,
+        follow_last: bool,
+        via: &mut Vec<Entry>,
+    ) -> Result<PathBuf> {
+        let mut pending: Vec<std::ffi::OsString> =
+            rel.iter().map(std::ffi::OsStr::to_os_string).collect();
+        pending.reverse();
+        let mut out = PathBuf::new();
+        let mut hops = 0;
+        while let Some(name) = pending.pop() {
+            if name == ".." {
+                if !out.pop() {
+                    return Err(ContextError::Escape {
+                        path: text.to_owned(),
+                        via: via.last().map(|e| e.rel.clone()),
+                    });
+                }
+                continue;
+            }
+            if name == "." {
+                continue;
+            }
+            let candidate = out.join(&name);
+            if pending.is_empty() && !follow_last {
+                out = candidate;
+                break;
+            }
+            let disk = self.root.join(&candidate);
+            match std::fs::symlink_metadata(&disk) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    hops += 1;
+                    if hops > MAX_SYMLINKS {
+                        return Err(ContextError::SymlinkLoop {
+                            path: text.to_owned(),
+                        });
+                    }
+                    let entry = Entry::from_meta(candidate.clone(), &disk, &meta)?;
+                    let target = entry.link_target.clone().unwrap_or_default();
+                    via.push(entry);
+                    if target.is_absolute() {
+                        return Err(ContextError::Escape {
+                            path: text.to_owned(),
+                            via: Some(candidate),
+                        });
+                    }
+                    let mut parts: Vec<_> =
+                        target.iter().map(std::ffi::OsStr::to_os_string).collect();
+                    parts.reverse();
+                    pending.extend(parts);
+                }
+                _ => out = candidate,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The ignore file docker uses for a context directory and a Dockerfile:
+/// `<Dockerfile>.dockerignore` next to the Dockerfile if it exists, else
+/// `CONTEXT/.dockerignore` if it exists.
+pub fn find_ignore_file(context_dir: &Path, dockerfile: Option<&Path>) -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(path) = dockerfile
+        && let (Some(dir), Some(name)) = (path.parent(), path.file_name())
+    {
+        let mut n = name.to_os_string();
+        n.push(".dockerignore");
+        candidates.push(dir.join(n));
+    }
+    candidates.push(context_dir.join(".dockerignore"));
+    candidates.into_iter().find(|c| c.is_file())
+}
+
+fn read_dockerfile(path: &Path, name: String) -> Result<Dockerfile> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            return Err(ContextError::DockerfileNotAFile {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(_) => {
+            return Err(ContextError::NoDockerfile {
+                path: path.to_path_buf(),
+            });
+        }
+    }
+    let text = fs_err::read(path)?;
+    Ok(Dockerfile {
+        path: Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())),
+        name,
+        text,
+    })
+}
+
+/// A source path cleaned lexically; `..` past the root is an error (the
+/// context has nothing above its root).
+fn lexical(text: &str) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in Path::new(text).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                if !out.pop() {
+                    return Err(ContextError::Escape {
+                        path: text.to_owned(),
+                        via: None,
+                    });
+                }
+            }
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+fn write_entry(h: &mut Sha256, e: &Entry, digest: Option<&[u8; 32]>) {
+    h.update(e.rel.as_os_str().as_bytes());
+    h.update(b"\0");
+    h.update(e.kind.tag().as_bytes());
+    h.update(format!("\0{:o}\0{}\0{}\0", e.mode, e.uid, e.gid).as_bytes());
+    if let Some(t) = &e.link_target {
+        h.update(t.as_os_str().as_bytes());
+    }
+    h.update(b"\0");
+    if let Some(d) = digest {
+        h.update(hex::encode(d).as_bytes());
+    }
+    h.update(b"\n");
+}
+
+/// Whether a path component has glob syntax.
+fn has_meta(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+fn component_glob(pattern: &str) -> Result<GlobMatcher> {
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| ContextError::BadSource {
+            pattern: pattern.to_owned(),
+            reason: e.kind().to_string(),
+        })
+}
+
+fn exclude_set(patterns: &[String]) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut set = GlobSetBuilder::new();
+    for p in patterns {
+        let p = p.trim_start_matches('/');
+        let glob = GlobBuilder::new(p)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| ContextError::BadSource {
+                pattern: p.to_owned(),
+                reason: e.kind().to_string(),
+            })?;
+        set.add(glob);
+    }
+    set.build().map(Some).map_err(|e| ContextError::BadSource {
+        pattern: patterns.join(" "),
+        reason: e.kind().to_string(),
+    })
+}
+
+/// Whether `rel` or one of its parents matches a `--exclude` pattern (the
+/// copy engine's rule).
+fn copy_excluded(set: &GlobSet, rel: &Path) -> bool {
+    let mut p = rel;
+    loop {
+        if !p.as_os_str().is_empty() && set.is_match(p) {
+            return true;
+        }
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => return false,
+        }
+    }
+}
