@@ -11,6 +11,8 @@ packages=(
   busybox-static # runtime + `kiln run` *_needs_root tests: kiln-test-support's static busybox base image
   skopeo         # store/cli tests: OCI layout and docker-archive interop
   umoci          # store tests: `umoci unpack` of ROOT/oci
+  docker-registry # registry + cli pull/push tests: a real distribution registry on 127.0.0.1
+  apache2-utils  # registry tests: `htpasswd -B` for the Basic-auth registry
 )
 
 missing=()

@@ -89,6 +89,14 @@ pub enum Command {
     Save(commands::save::SaveArgs),
     /// Read images from a docker-archive or OCI archive
     Load(commands::load::LoadArgs),
+    /// Download an image from a registry
+    Pull(commands::pull::PullArgs),
+    /// Upload an image to a registry
+    Push(commands::push::PushArgs),
+    /// Log in to a registry (credentials kept where docker keeps them)
+    Login(commands::login::LoginArgs),
+    /// Log out from a registry
+    Logout(commands::logout::LogoutArgs),
     /// Remove unused blobs, snapshots and (with -a) build cache
     Prune(commands::prune::PruneArgs),
     /// Print a Dockerfile's syntax tree (BuildKit's parse; --json for machines)

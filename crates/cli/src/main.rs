@@ -16,6 +16,7 @@ mod diagnostic;
 mod dockerfile_input;
 mod humanize;
 mod progress;
+mod registry_glue;
 
 use std::process::ExitCode;
 

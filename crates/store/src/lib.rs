@@ -75,7 +75,7 @@ mod transfer;
 
 use std::path::{Path, PathBuf};
 
-pub use blobs::BlobReader;
+pub use blobs::{BlobReader, BlobWriter};
 pub use cache::CacheEntry;
 pub use containers::{Container, ContainerRecord, valid_container_name};
 pub use error::{Result, StoreError};

@@ -402,6 +402,68 @@ impl Store {
         Ok(Compression::detect(&head[..n]))
     }
 
+    /// Record the image whose manifest blob (and config and layer blobs)
+    /// are in the store — pulled from a registry or loaded — and tag it.
+    /// The manifest is read verified; its layers must be present.
+    pub fn insert_manifest(
+        &self,
+        manifest_digest: &Digest,
+        names: &[Reference],
+    ) -> Result<ImageRecord> {
+        let mbytes = self.read_blob_bytes(manifest_digest)?;
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&mbytes).map_err(|source| OciError::Json {
+                what: "manifest",
+                source,
+            })?;
+        let config = parse_digest(&manifest["config"])?;
+        let cfg = ImageConfig::from_slice(&self.read_blob_bytes(&config)?)?;
+        let layer_descs = manifest["layers"].as_array().cloned().unwrap_or_default();
+        if layer_descs.len() != cfg.rootfs.diff_ids.len() {
+            return Err(OciError::Archive {
+                reason: format!(
+                    "manifest {manifest_digest} has {} layers but its config has {} diff ids",
+                    layer_descs.len(),
+                    cfg.rootfs.diff_ids.len()
+                ),
+            }
+            .into());
+        }
+        let mut layers = Vec::new();
+        for (l, diff_id) in layer_descs.iter().zip(&cfg.rootfs.diff_ids) {
+            let digest = parse_digest(l)?;
+            if !self.has_blob(&digest) {
+                return Err(StoreError::MissingBlob {
+                    digest,
+                    image: names.first().map(Reference::familiar),
+                });
+            }
+            layers.push(LayerRecord {
+                digest,
+                size: l["size"].as_u64().unwrap_or(0),
+                media_type: l["mediaType"]
+                    .as_str()
+                    .unwrap_or(media::LAYER_TAR)
+                    .to_owned(),
+                diff_id: diff_id.clone(),
+            });
+        }
+        let record = ImageRecord {
+            manifest: manifest_digest.clone(),
+            manifest_size: mbytes.len() as u64,
+            manifest_media_type: manifest["mediaType"]
+                .as_str()
+                .unwrap_or(media::MANIFEST)
+                .to_owned(),
+            config,
+            config_size: manifest["config"]["size"].as_u64().unwrap_or(0),
+            layers,
+            created: cfg.created,
+            tags: Vec::new(),
+        };
+        self.insert_image(record, names)
+    }
+
     fn load_oci_index(&self, bytes: &[u8]) -> Result<Vec<ImageRecord>> {
         let index: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|source| OciError::Json {
@@ -446,58 +508,7 @@ impl Store {
                     })?;
             }
             let md = parse_digest(&desc)?;
-            let mbytes = self.read_blob_bytes(&md)?;
-            let manifest: serde_json::Value =
-                serde_json::from_slice(&mbytes).map_err(|source| OciError::Json {
-                    what: "manifest",
-                    source,
-                })?;
-            let config = parse_digest(&manifest["config"])?;
-            let cfg = ImageConfig::from_slice(&self.read_blob_bytes(&config)?)?;
-            let layer_descs = manifest["layers"].as_array().cloned().unwrap_or_default();
-            if layer_descs.len() != cfg.rootfs.diff_ids.len() {
-                return Err(OciError::Archive {
-                    reason: format!(
-                        "manifest {md} has {} layers but its config has {} diff ids",
-                        layer_descs.len(),
-                        cfg.rootfs.diff_ids.len()
-                    ),
-                }
-                .into());
-            }
-            let mut layers = Vec::new();
-            for (l, diff_id) in layer_descs.iter().zip(&cfg.rootfs.diff_ids) {
-                let digest = parse_digest(l)?;
-                if !self.has_blob(&digest) {
-                    return Err(StoreError::MissingBlob {
-                        digest,
-                        image: names.first().map(Reference::familiar),
-                    });
-                }
-                layers.push(LayerRecord {
-                    digest,
-                    size: l["size"].as_u64().unwrap_or(0),
-                    media_type: l["mediaType"]
-                        .as_str()
-                        .unwrap_or(media::LAYER_TAR)
-                        .to_owned(),
-                    diff_id: diff_id.clone(),
-                });
-            }
-            let record = ImageRecord {
-                manifest: md,
-                manifest_size: mbytes.len() as u64,
-                manifest_media_type: manifest["mediaType"]
-                    .as_str()
-                    .unwrap_or(media::MANIFEST)
-                    .to_owned(),
-                config,
-                config_size: manifest["config"]["size"].as_u64().unwrap_or(0),
-                layers,
-                created: cfg.created,
-                tags: Vec::new(),
-            };
-            out.push(self.insert_image(record, &names)?);
+            out.push(self.insert_manifest(&md, &names)?);
         }
         if out.is_empty() {
             return Err(OciError::Archive {

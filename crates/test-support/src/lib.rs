@@ -1,5 +1,6 @@
 //! Helpers for kiln's tests (a dev-dependency only; never shipped).
 //!
+//! - [`registry::TestRegistry`]: a real `docker-registry` on 127.0.0.1.
 //! - [`TempRoot`]: a private, throw-away store root.
 //! - [`busybox_rootfs`] / [`busybox_rootfs_tar`]: a minimal Linux root file
 //!   system made from the host's statically linked busybox (Debian package
@@ -29,6 +30,10 @@
 #![deny(missing_docs)]
 // Test helpers: a failed fixture should stop the test with a clear message.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::missing_panics_doc)]
+// A fixture that fails to start says why on stderr (test output).
+#![allow(clippy::print_stderr)]
+
+pub mod registry;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

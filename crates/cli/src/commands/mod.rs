@@ -9,8 +9,12 @@ pub mod images;
 pub mod import;
 pub mod inspect;
 pub mod load;
+pub mod login;
+pub mod logout;
 pub mod parse;
 pub mod prune;
+pub mod pull;
+pub mod push;
 pub mod rmi;
 pub mod run;
 pub mod save;
@@ -37,6 +41,10 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Save(args) => save::run(&global, &args),
         Command::Load(args) => load::run(&global, &args),
         Command::Prune(args) => prune::run(&global, &args),
+        Command::Pull(args) => pull::run(&global, &args),
+        Command::Push(args) => push::run(&global, &args),
+        Command::Login(args) => login::run(&global, &args),
+        Command::Logout(args) => logout::run(&args),
         Command::Parse(args) => parse::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Context(args) => context::run(&args),

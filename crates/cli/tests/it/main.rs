@@ -10,6 +10,7 @@ mod corpus;
 mod images;
 mod import;
 mod parse;
+mod registry;
 mod run;
 mod save;
 mod support;
