@@ -418,12 +418,21 @@ impl Converter<'_> {
         let reference = Reference::parse(name)
             .map_err(|e| self.at(meta, format!("invalid image reference `{name}`: {e}"), None))?;
         let normalized = reference.to_string();
-        let Some(found) = self.images.image(&normalized)? else {
+        let found = self.images.image(&normalized).map_err(|e| match e {
+            // A failed pull: said at the FROM line.
+            BuildError::Request { message, help } => self.at(
+                meta,
+                format!("base image `{name}` ({normalized}): {message}"),
+                help.as_deref(),
+            ),
+            e => e,
+        })?;
+        let Some(found) = found else {
             return Err(self.at(
                 meta,
                 format!("base image `{name}` ({normalized}) is not in the store"),
                 Some(
-                    "pulling from registries is not supported yet: make it locally with `kiln import ROOTFS.tar NAME`, `kiln load`, or a build tagged with that name",
+                    "pull it with `kiln pull NAME`, or make it locally with `kiln import ROOTFS.tar NAME`, `kiln load`, or a build tagged with that name",
                 ),
             ));
         };

@@ -76,6 +76,23 @@ pub struct BuildRequest {
     pub jobs: usize,
     /// Explain every cache miss (`--explain`).
     pub explain: bool,
+    /// Fetches base images the store lacks (from registries); `None`: the
+    /// store only.
+    pub puller: Option<Arc<dyn BasePuller>>,
+    /// `--pull`: ask the puller for every base image, even those in the
+    /// store (a newer one may have been pushed).
+    pub pull: bool,
+}
+
+/// Brings a base image into the store, e.g. from its registry (the CLI
+/// implements it over kiln-registry). A build whose bases are all in the
+/// store never calls it unless `--pull` is given.
+pub trait BasePuller: std::fmt::Debug + Send + Sync {
+    /// Pull `reference` into the store and return its record.
+    fn pull(
+        &self,
+        reference: &Reference,
+    ) -> Result<ImageRecord, Box<dyn std::error::Error + Send + Sync>>;
 }
 
 impl BuildRequest {
@@ -91,6 +108,8 @@ impl BuildRequest {
             secrets: HashMap::new(),
             jobs: kiln_solver::default_jobs(),
             explain: false,
+            puller: None,
+            pull: false,
         }
     }
 
@@ -133,19 +152,41 @@ pub struct BuildResult {
     pub cached: usize,
 }
 
-/// Base images from the store.
-struct StoreImages<'a>(&'a Store);
+/// Base images from the store, else (or always, with `--pull`) from the
+/// puller.
+struct StoreImages<'a> {
+    store: &'a Store,
+    puller: Option<&'a dyn BasePuller>,
+    always: bool,
+}
 
 impl ImageSource for StoreImages<'_> {
     fn image(&self, reference: &str) -> Result<Option<BaseImage>, BuildError> {
-        match self.0.resolve(reference) {
-            Ok(record) => {
-                let config = self.0.image_config(&record)?;
-                Ok(Some(BaseImage { record, config }))
+        let found = if self.always && self.puller.is_some() {
+            None
+        } else {
+            match self.store.resolve(reference) {
+                Ok(record) => Some(record),
+                Err(kiln_store::StoreError::NoSuchImage(_)) => None,
+                Err(e) => return Err(e.into()),
             }
-            Err(kiln_store::StoreError::NoSuchImage(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        };
+        let record = match (found, self.puller) {
+            (Some(record), _) => record,
+            (None, None) => return Ok(None),
+            (None, Some(puller)) => {
+                let r = Reference::parse(reference)
+                    .map_err(|e| BuildError::request(e.to_string(), None))?;
+                puller.pull(&r).map_err(|e| {
+                    BuildError::request(
+                        format!("not in the store, and pulling it failed: {e}"),
+                        Some("check the name and the registry, or make the image locally (`kiln import`, `kiln load`, a build tagged with that name)"),
+                    )
+                })?
+            }
+        };
+        let config = self.store.image_config(&record)?;
+        Ok(Some(BaseImage { record, config }))
     }
 }
 
@@ -188,7 +229,12 @@ pub async fn build(
     let df = Dockerfile::parse(&request.dockerfile)?;
     check_syntax(&df)?;
     let _lease = store.lease()?;
-    let plan = convert(&df, &request.options, &StoreImages(store))?;
+    let images = StoreImages {
+        store,
+        puller: request.puller.as_deref(),
+        always: request.pull,
+    };
+    let plan = convert(&df, &request.options, &images)?;
     let executor = KilnExecutor::new(
         store.clone(),
         runtime.clone(),

@@ -11,9 +11,13 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_oci::Digest;
+use kiln_oci::{Compression, Reference};
 use kiln_registry::credentials::{DockerConfig, default_config_dir};
-use kiln_registry::{BlobSink, BlobSource, BlobWrite, BoxError, ClientOptions, Event, Progress};
-use kiln_store::Store;
+use kiln_registry::{
+    BlobSink, BlobSource, BlobWrite, BoxError, ClientOptions, Event, Platform, Progress,
+    PulledImage, Pushed, Registry,
+};
+use kiln_store::{ImageRecord, Store};
 
 use crate::cli::GlobalArgs;
 
@@ -48,6 +52,91 @@ impl RegistryArgs {
             credential,
             ..ClientOptions::default()
         })
+    }
+}
+
+/// Pull `reference` into the store and record it (tagged with the
+/// reference's tag). Runs its own async runtime: call it from plain threads.
+pub fn pull_to_store(
+    global: &GlobalArgs,
+    args: &RegistryArgs,
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+    render: &Arc<Render>,
+) -> Result<(PulledImage, ImageRecord)> {
+    let registry = Registry::new(
+        reference.domain(),
+        args.options(global, reference.domain())?,
+    )?;
+    let sink = Arc::new(StoreSink(store.clone()));
+    let pulled = runtime()?.block_on(registry.pull(reference, platform, sink, &render.progress()));
+    render.clear();
+    let pulled = pulled.with_context(|| format!("pulling {}", reference.familiar()))?;
+    // A digest reference names no tag to record; the image is kept untagged.
+    let tags: Vec<Reference> = match reference.tag() {
+        Some(t) => vec![reference.with_tag(t)?],
+        None => Vec::new(),
+    };
+    let record = store
+        .insert_manifest(&pulled.manifest.digest, &tags)
+        .with_context(|| format!("recording {} in the store", reference.familiar()))?;
+    Ok((pulled, record))
+}
+
+/// Push an image of the store as `target` (uncompressed layers compressed
+/// with `compression`, once, cached).
+pub fn push_from_store(
+    global: &GlobalArgs,
+    args: &RegistryArgs,
+    store: &Store,
+    record: &ImageRecord,
+    target: &Reference,
+    compression: Compression,
+    render: &Arc<Render>,
+) -> Result<Pushed> {
+    let image = crate::commands::push::push_image(store, record, target, compression)?;
+    let registry = Registry::new(target.domain(), args.options(global, target.domain())?)?;
+    let source = Arc::new(StoreSink(store.clone()));
+    let pushed = runtime()?.block_on(registry.push(target, &image, source, &render.progress()));
+    render.clear();
+    pushed.with_context(|| format!("pushing {}", target.familiar()))
+}
+
+/// The build's base-image puller: the store's registry client, on a thread
+/// of its own (the build runs inside an async runtime).
+#[derive(Debug)]
+pub struct BuildPuller {
+    pub global: GlobalArgs,
+    pub args: RegistryArgs,
+    pub store: Store,
+    pub quiet: bool,
+}
+
+impl kiln_build::BasePuller for BuildPuller {
+    fn pull(
+        &self,
+        reference: &Reference,
+    ) -> Result<ImageRecord, Box<dyn std::error::Error + Send + Sync>> {
+        let render = Render::plain(self.quiet, "Pull");
+        let result = std::thread::scope(|s| {
+            s.spawn(|| {
+                pull_to_store(
+                    &self.global,
+                    &self.args,
+                    &self.store,
+                    reference,
+                    &Platform::host(),
+                    &render,
+                )
+            })
+            .join()
+        });
+        match result {
+            Ok(Ok((_, record))) => Ok(record),
+            Ok(Err(e)) => Err(format!("{e:#}").into()),
+            Err(_) => Err("the pull thread panicked".into()),
+        }
     }
 }
 
@@ -108,8 +197,17 @@ pub struct Render {
 impl Render {
     /// `verb`: `Pull` or `Push` (`Pull complete`, `Pushed`).
     pub fn new(quiet: bool, verb: &'static str) -> Arc<Self> {
-        let tty = (!quiet && std::io::stderr().is_terminal())
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Self::make(quiet, verb, std::io::stderr().is_terminal())
+    }
+
+    /// Lines only (inside a build, whose own view owns the terminal).
+    pub fn plain(quiet: bool, verb: &'static str) -> Arc<Self> {
+        Self::make(quiet, verb, false)
+    }
+
+    fn make(quiet: bool, verb: &'static str, bars: bool) -> Arc<Self> {
+        let tty =
+            (!quiet && bars).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Arc::new(Self {
             tty,
             bars: Mutex::new(HashMap::new()),

@@ -20,6 +20,7 @@ use crate::cli::GlobalArgs;
 use crate::diagnostic::{Fatal, SourceError};
 use crate::dockerfile_input::DockerfileInput;
 use crate::progress::{FAILURE_TAIL_LINES, Mode, Progress, ProgressFlag};
+use crate::registry_glue::{BuildPuller, RegistryArgs, Render, push_from_store};
 
 /// Build an image from a Dockerfile
 #[derive(Debug, Args)]
@@ -47,7 +48,8 @@ pub struct BuildArgs {
     /// Do not use the build cache for these stages
     #[arg(long, value_name = "STAGE", value_delimiter = ',')]
     pub no_cache_filter: Vec<String>,
-    /// Always pull base images (needs registry support, which comes later)
+    /// Check the registry for a newer version of every base image (bases
+    /// missing from the store are always pulled)
     #[arg(long)]
     pub pull: bool,
     /// Network of RUN steps: default, none or host
@@ -68,9 +70,11 @@ pub struct BuildArgs {
     /// Write the image id to this file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
-    /// Push the image after the build (needs registry support, which comes later)
+    /// Push the image to the registries its -t names say, after the build
     #[arg(long)]
     pub push: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Run at most this many steps at once [default: the number of cores]
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
@@ -200,15 +204,8 @@ fn secret(text: &str) -> Result<(String, Vec<u8>)> {
 }
 
 fn request(args: &BuildArgs, dir: &Path, dockerfile: &DockerfileInput) -> Result<BuildRequest> {
-    if args.pull {
-        bail!(
-            "--pull: pulling base images from registries is not supported yet (bases come from the store)"
-        );
-    }
-    if args.push {
-        bail!(
-            "--push: pushing to registries is not supported yet; use --output type=oci,dest=FILE"
-        );
+    if args.push && args.tags.is_empty() {
+        bail!("--push needs a name to push to: give -t REGISTRY/REPOSITORY:TAG");
     }
     let context: Arc<dyn kiln_build::BuildContext> = Arc::new(LocalDir::new(dir));
     let mut req = BuildRequest::new(dockerfile.bytes.clone(), context);
@@ -253,6 +250,7 @@ fn request(args: &BuildArgs, dir: &Path, dockerfile: &DockerfileInput) -> Result
     req.secrets = secrets;
     req.no_cache = args.no_cache;
     req.explain = args.explain;
+    req.pull = args.pull;
     if let Some(j) = args.jobs {
         if j == 0 {
             bail!("--jobs must be at least 1");
@@ -270,9 +268,15 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<Exit> {
         .map(|o| OutputSpec::parse(o).map_err(|e| fatal(format!("{e}"))))
         .collect::<Result<Vec<_>>>()?;
     let (dir, _empty_context, dockerfile) = inputs(args)?;
-    let request = request(args, &dir, &dockerfile)?;
+    let mut request = request(args, &dir, &dockerfile)?;
     let root = global.root_dir();
     let store = Store::open(&root)?;
+    request.puller = Some(Arc::new(BuildPuller {
+        global: global.clone(),
+        args: args.registry.clone(),
+        store: store.clone(),
+        quiet: args.quiet,
+    }));
     let helper = std::env::current_exe().context("locating the kiln binary")?;
     let runtime = kiln_runtime::Runtime::open(&root.join("runtime"), &helper)?;
 
@@ -324,6 +328,23 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<Exit> {
         progress.note(&format!("naming to {t} done"));
     }
     progress.finish(true);
+    if args.push {
+        for target in request_tags(args) {
+            let render = Render::plain(args.quiet, "Push");
+            let pushed = push_from_store(
+                global,
+                &args.registry,
+                &store,
+                &result.image,
+                &target,
+                kiln_oci::Compression::Gzip,
+                &render,
+            )?;
+            if !args.quiet {
+                eprintln!("pushed {} (digest {})", target.familiar(), pushed.digest);
+            }
+        }
+    }
     if args.quiet {
         println!("{}", result.image.id());
     }

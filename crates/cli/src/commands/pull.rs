@@ -1,17 +1,15 @@
 //! `kiln pull [--platform os/arch[/variant]] [-q] NAME[:TAG|@DIGEST]`.
 
-use std::sync::Arc;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use kiln_oci::Reference;
-use kiln_registry::{Platform, Registry};
+use kiln_registry::Platform;
 use kiln_store::Store;
 
 use crate::Exit;
 use crate::cli::GlobalArgs;
 use crate::humanize::outln;
-use crate::registry_glue::{RegistryArgs, Render, StoreSink, runtime};
+use crate::registry_glue::{RegistryArgs, Render, pull_to_store};
 
 /// Arguments of `kiln pull`.
 #[derive(Debug, Args)]
@@ -37,8 +35,6 @@ pub fn run(global: &GlobalArgs, args: &PullArgs) -> Result<Exit> {
     };
     let store = Store::open(global.root_dir())?;
     let _lease = store.lease()?;
-    let opts = args.registry.options(global, reference.domain())?;
-    let registry = Registry::new(reference.domain(), opts)?;
     let render = Render::new(args.quiet, "Pull");
     if !args.quiet {
         eprintln!(
@@ -47,23 +43,21 @@ pub fn run(global: &GlobalArgs, args: &PullArgs) -> Result<Exit> {
             reference.familiar_name()
         );
     }
-    let sink = Arc::new(StoreSink(store.clone()));
-    let pulled =
-        runtime()?.block_on(registry.pull(&reference, &platform, sink, &render.progress()));
-    render.clear();
-    let pulled = pulled.with_context(|| format!("pulling {}", reference.familiar()))?;
-    let had_before = store
+    let name = reference.to_string();
+    let before = store
         .images()?
-        .iter()
-        .any(|i| i.manifest == pulled.manifest.digest && i.tags.contains(&reference.to_string()));
-    // A digest reference names no tag to record; the image is kept untagged.
-    let tags: Vec<Reference> = match reference.tag() {
-        Some(t) => vec![reference.with_tag(t)?],
-        None => Vec::new(),
-    };
-    store
-        .insert_manifest(&pulled.manifest.digest, &tags)
-        .with_context(|| format!("recording {} in the store", reference.familiar()))?;
+        .into_iter()
+        .find(|i| i.tags.contains(&name))
+        .map(|i| i.manifest);
+    let (pulled, _) = pull_to_store(
+        global,
+        &args.registry,
+        &store,
+        &reference,
+        &platform,
+        &render,
+    )?;
+    let up_to_date = before.as_ref() == Some(&pulled.manifest.digest);
     if args.quiet {
         outln!("{}", reference.familiar());
     } else {
@@ -72,7 +66,7 @@ pub fn run(global: &GlobalArgs, args: &PullArgs) -> Result<Exit> {
             .as_ref()
             .map_or(&pulled.manifest.digest, |i| &i.digest);
         eprintln!("Digest: {digest}");
-        if had_before && pulled.downloaded == 0 {
+        if up_to_date {
             eprintln!("Status: Image is up to date for {}", reference.familiar());
         } else {
             eprintln!(

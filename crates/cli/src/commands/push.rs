@@ -1,17 +1,15 @@
 //! `kiln push [--compression gzip|zstd] [-q] NAME[:TAG]`.
 
-use std::sync::Arc;
-
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use kiln_oci::{Compression, Reference, media};
-use kiln_registry::{Descriptor, PushImage, Registry};
+use kiln_registry::{Descriptor, PushImage};
 use kiln_store::{ImageRecord, Store};
 
 use crate::Exit;
 use crate::cli::GlobalArgs;
 use crate::humanize::outln;
-use crate::registry_glue::{RegistryArgs, Render, StoreSink, runtime};
+use crate::registry_glue::{RegistryArgs, Render, push_from_store};
 
 /// Layer compression for pushes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,17 +54,19 @@ pub fn run(global: &GlobalArgs, args: &PushArgs) -> Result<Exit> {
         PushCompression::Gzip => Compression::Gzip,
         PushCompression::Zstd => Compression::Zstd,
     };
-    let image = push_image(&store, &record, &reference, compression)?;
     let render = Render::new(args.quiet, "Push");
     if !args.quiet {
         eprintln!("The push refers to repository [{}]", reference.name());
     }
-    let opts = args.registry.options(global, reference.domain())?;
-    let registry = Registry::new(reference.domain(), opts)?;
-    let source = Arc::new(StoreSink(store.clone()));
-    let pushed = runtime()?.block_on(registry.push(&reference, &image, source, &render.progress()));
-    render.clear();
-    let pushed = pushed.with_context(|| format!("pushing {}", reference.familiar()))?;
+    let pushed = push_from_store(
+        global,
+        &args.registry,
+        &store,
+        &record,
+        &reference,
+        compression,
+        &render,
+    )?;
     if args.quiet {
         outln!("{}", pushed.digest);
     } else {

@@ -393,12 +393,19 @@ fn a_missing_base_image_is_an_error_at_its_line() {
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(
         ctx.path().join("Dockerfile"),
-        "FROM scratch AS a\nFROM nosuchimage:1.0\n",
+        // Not in the store, and its (loopback) registry is not there: the
+        // pull fails, said at the FROM line. Tests never reach Docker Hub.
+        "FROM scratch AS a\nFROM 127.0.0.1:9/nosuchimage:1.0\n",
     )
     .unwrap();
     let (out, _, stderr) = output(kiln(root.path()).arg("build").arg(ctx.path()));
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("base image `nosuchimage:1.0`"), "{stderr}");
+    assert!(
+        stderr.contains("base image `127.0.0.1:9/nosuchimage:1.0`")
+            && stderr.contains("pulling it failed")
+            && stderr.contains("cannot reach registry 127.0.0.1:9"),
+        "{stderr}"
+    );
     assert!(stderr.contains("Dockerfile:2:1"), "{stderr}");
     assert!(stderr.contains("^^^"), "{stderr}");
 }

@@ -248,3 +248,75 @@ fn pull_errors_are_clear_docker_registry() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("must be lowercase"), "{stderr}");
 }
+
+#[test]
+fn build_from_a_registry_base_then_offline_then_push_docker_registry_skopeo() {
+    let mut reg = TestRegistry::start();
+    let cfg = tempfile::tempdir().unwrap();
+    let src = TempRoot::new();
+    import_busybox(src.path(), "busybox");
+    let base = format!("{}/base/busybox:1", reg.host());
+    output(kiln_cfg(src.path(), cfg.path()).args(["tag", "busybox", &base]));
+    let (out, _, stderr) = output(kiln_cfg(src.path(), cfg.path()).args(["push", "-q", &base]));
+    assert!(out.status.success(), "{stderr}");
+
+    // A fresh store: FROM comes from the registry, the result is pushed.
+    let root = TempRoot::new();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base}\nCOPY <<EOF /hello\nhi\nEOF\nENV A=1\n"),
+    )
+    .unwrap();
+    let built = format!("{}/app/built:2", reg.host());
+    let (out, _, stderr) = output(
+        kiln_cfg(root.path(), cfg.path())
+            .args(["build", "--progress", "plain", "--push", "-t", &built])
+            .arg(ctx.path()),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Pull complete") && stderr.contains("pushed"),
+        "{stderr}"
+    );
+    let (ok, raw, err) = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{built}"),
+    ]);
+    assert!(ok, "{err}");
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(m["layers"].as_array().unwrap().len(), 2, "{raw}");
+    // The base layer was mounted or found, never uploaded twice: both in the registry.
+    let (out, _, _) = output(kiln_cfg(root.path(), cfg.path()).args(["inspect", &base]));
+    assert!(
+        out.status.success(),
+        "the base is in the store after the build"
+    );
+
+    // Offline: the base is in the store, the registry is never asked.
+    reg.stop();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base}\nENV B=2\n"),
+    )
+    .unwrap();
+    let (out, _, stderr) = output(
+        kiln_cfg(root.path(), cfg.path())
+            .args(["build", "--progress", "plain", "-t", "offline"])
+            .arg(ctx.path()),
+    );
+    assert!(out.status.success(), "{stderr}");
+    // --pull must check the registry: it is gone, so the build fails, saying so.
+    let (out, _, stderr) = output(
+        kiln_cfg(root.path(), cfg.path())
+            .args(["build", "--progress", "plain", "--pull"])
+            .arg(ctx.path()),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach registry") && stderr.contains("Dockerfile:1"),
+        "{stderr}"
+    );
+}
