@@ -320,3 +320,97 @@ fn build_from_a_registry_base_then_offline_then_push_docker_registry_skopeo() {
         "{stderr}"
     );
 }
+
+#[test]
+fn credential_helpers_store_get_and_erase_docker_registry() {
+    use std::os::unix::fs::PermissionsExt;
+    let reg = TestRegistry::start_with(&RegistryConfig {
+        users: vec![("helper-user".into(), "helper-pw".into())],
+    });
+    let cfg = tempfile::tempdir().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let stored = bin.path().join("stored.json");
+    // A docker-credential-* helper keeping one credential in a file.
+    let helper = bin.path().join("docker-credential-kilntest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nstore={}\ncase \"$1\" in\n  store) cat > \"$store\" ;;\n  get) read server; if [ -s \"$store\" ]; then cat \"$store\"; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n  erase) read server; rm -f \"$store\" ;;\nesac\n",
+            stored.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        cfg.path().join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"kilntest"}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let root = TempRoot::new();
+    import_busybox(root.path(), "busybox");
+    let target = format!("{}/helped/bb:1", reg.host());
+    output(kiln_cfg(root.path(), cfg.path()).args(["tag", "busybox", &target]));
+
+    let mut c = kiln_cfg(root.path(), cfg.path());
+    c.env("PATH", &path)
+        .args([
+            "login",
+            "-u",
+            "helper-user",
+            "--password-stdin",
+            &reg.host(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"helper-pw\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The secret went to the helper, not into config.json.
+    let helper_json = std::fs::read_to_string(&stored).unwrap();
+    assert!(
+        helper_json.contains("helper-pw") && helper_json.contains(&reg.host()),
+        "{helper_json}"
+    );
+    let config = std::fs::read_to_string(cfg.path().join("config.json")).unwrap();
+    assert!(
+        !config.contains("helper-pw") && config.contains("credHelpers"),
+        "{config}"
+    );
+
+    let (out, _, stderr) = output(
+        kiln_cfg(root.path(), cfg.path())
+            .env("PATH", &path)
+            .args(["push", &target]),
+    );
+    assert!(
+        out.status.success(),
+        "the helper's credentials are used: {stderr}"
+    );
+
+    let (out, stdout, _) = output(
+        kiln_cfg(root.path(), cfg.path())
+            .env("PATH", &path)
+            .args(["logout", &reg.host()]),
+    );
+    assert!(
+        out.status.success() && stdout.contains("Removing"),
+        "{stdout}"
+    );
+    assert!(!stored.exists(), "erased from the helper");
+}
