@@ -1,4 +1,4 @@
 FROM corpus/busybox
 COPY f /linked/
-COPY --chown=nobody:nogroup dir /ldir
+COPY --chown=65534:65534 dir /ldir
 COPY f /new/parents/file
