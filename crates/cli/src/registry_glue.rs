@@ -25,7 +25,8 @@ use crate::cli::GlobalArgs;
 #[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {
     /// Allow plain HTTP and unverified TLS for this registry (HOST[:PORT];
-    /// repeatable; loopback registries always are)
+    /// repeatable; loopback registries always are; also
+    /// `insecure-registries` in ROOT/registries.json)
     #[arg(
         long = "insecure-registry",
         value_name = "HOST",
@@ -43,8 +44,10 @@ impl RegistryArgs {
         let credential = config
             .get(host)
             .with_context(|| format!("reading credentials for {host}"))?;
+        let mut insecure = self.insecure.clone();
+        insecure.extend(configured_insecure(global)?);
         Ok(ClientOptions {
-            insecure: self.insecure.clone(),
+            insecure,
             certs_dirs: vec![
                 global.root_dir().join("certs.d"),
                 PathBuf::from("/etc/docker/certs.d"),
@@ -52,6 +55,37 @@ impl RegistryArgs {
             credential,
             ..ClientOptions::default()
         })
+    }
+}
+
+/// `ROOT/registries.json`'s `insecure-registries` list (docker's
+/// `daemon.json` key), if the file exists.
+fn configured_insecure(global: &GlobalArgs) -> Result<Vec<String>> {
+    let path = global.root_dir().join("registries.json");
+    let bytes = match fs_err::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    match v.get("insecure-registries") {
+        None => Ok(Vec::new()),
+        Some(serde_json::Value::Array(list)) => list
+            .iter()
+            .map(|h| {
+                h.as_str().map(str::to_owned).with_context(|| {
+                    format!(
+                        "{}: `insecure-registries` must list strings",
+                        path.display()
+                    )
+                })
+            })
+            .collect(),
+        Some(_) => anyhow::bail!(
+            "{}: `insecure-registries` must be a list of HOST[:PORT] strings",
+            path.display()
+        ),
     }
 }
 

@@ -264,7 +264,7 @@ impl Registry {
                     // scheme works; requests will report real errors.
                     return Ok(());
                 }
-                Err(e) if attempt < attempts && !e.is_builder() => {
+                Err(e) if attempt < attempts && retryable(&e) => {
                     tokio::time::sleep(self.delay(attempt, &HeaderMap::new())).await;
                 }
                 Err(e) => {
@@ -488,7 +488,7 @@ impl Registry {
             let result = rb.send().await;
             let resp = match result {
                 Ok(resp) => resp,
-                Err(e) if attempt < attempts && !e.is_builder() => {
+                Err(e) if attempt < attempts && retryable(&e) => {
                     let reason = chain(&e);
                     if let Some(p) = progress {
                         p(Event::Retry {
@@ -572,6 +572,12 @@ impl Registry {
             },
         }
     }
+}
+
+/// Connection errors are worth another attempt; a name that does not
+/// resolve (a typo, no such host) or a bad request is not.
+fn retryable(e: &reqwest::Error) -> bool {
+    !e.is_builder() && !chain(e).contains("dns error")
 }
 
 fn should_retry(status: StatusCode) -> bool {

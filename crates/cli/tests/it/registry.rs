@@ -414,3 +414,46 @@ fn credential_helpers_store_get_and_erase_docker_registry() {
     );
     assert!(!stored.exists(), "erased from the helper");
 }
+
+#[test]
+fn insecure_registries_from_flag_env_and_config_use_plain_http() {
+    // `.invalid` never resolves: the error shows which scheme was tried last.
+    let cfg = tempfile::tempdir().unwrap();
+    let root = TempRoot::new();
+    let name = "reg.invalid:5000/x:1";
+    let (out, _, stderr) = output(kiln_cfg(root.path(), cfg.path()).args(["pull", name]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("https://reg.invalid:5000/v2/"),
+        "secure by default: {stderr}"
+    );
+    let (_, _, stderr) = output(kiln_cfg(root.path(), cfg.path()).args([
+        "pull",
+        "--insecure-registry",
+        "reg.invalid:5000",
+        name,
+    ]));
+    assert!(
+        stderr.contains("http://reg.invalid:5000/v2/"),
+        "flag: {stderr}"
+    );
+    let (_, _, stderr) = output(
+        kiln_cfg(root.path(), cfg.path())
+            .env("KILN_INSECURE_REGISTRIES", "other.invalid,reg.invalid:5000")
+            .args(["pull", name]),
+    );
+    assert!(
+        stderr.contains("http://reg.invalid:5000/v2/"),
+        "env: {stderr}"
+    );
+    std::fs::write(
+        root.path().join("registries.json"),
+        r#"{"insecure-registries": ["reg.invalid:5000"]}"#,
+    )
+    .unwrap();
+    let (_, _, stderr) = output(kiln_cfg(root.path(), cfg.path()).args(["pull", name]));
+    assert!(
+        stderr.contains("http://reg.invalid:5000/v2/"),
+        "config: {stderr}"
+    );
+}
