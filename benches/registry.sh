@@ -39,7 +39,8 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Start a registry with its own storage; prints host:port.
+# Start a registry with its own storage; sets $host to its host:port (no
+# command substitution: the PID must be recorded in this shell for cleanup).
 start_registry() {
   local name=$1 port
   port=$(free_port)
@@ -59,7 +60,7 @@ EOF
   docker-registry serve "$WORK/$name/config.yml" >"$WORK/$name/log" 2>&1 &
   pids+=($!)
   for _ in $(seq 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "127.0.0.1:$port"; return; fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then host="127.0.0.1:$port"; return; fi
     sleep 0.05
   done
   echo "registry $name did not start: $(cat "$WORK/$name/log")" >&2
@@ -70,9 +71,9 @@ now() { date +%s.%N; }
 rate() { python3 -c "import sys; b,s=float(sys.argv[1]),float(sys.argv[2]); print(f'{s:8.2f} s {b/1e6/s:9.1f} MB/s')" "$1" "$2"; }
 
 export DOCKER_CONFIG=$WORK/docker-config
-src=$(start_registry src)
-dst_kiln=$(start_registry dst-kiln)
-dst_skopeo=$(start_registry dst-skopeo)
+start_registry src; src=$host
+start_registry dst-kiln; dst_kiln=$host
+start_registry dst-skopeo; dst_skopeo=$host
 
 echo "making the image: $LAYERS × $LAYER_MB MB random layers in $WORK ($(df -T "$WORK" | awk 'NR==2{print $2}'))" >&2
 mkdir -p "$WORK/ctx"
