@@ -27,7 +27,9 @@ const ALNUM: &str = "[a-z0-9]+";
 const SEPARATOR: &str = "(?:[._]|__|[-]+)";
 const DOMAIN_COMPONENT: &str = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
 const IPV6: &str = r"\[(?:[a-fA-F0-9:]+)\]";
-const TAG: &str = r"[\w][\w.-]{0,127}";
+// Go's `\w` is ASCII (`[0-9A-Za-z_]`); Rust's is Unicode, which would accept
+// tags docker refuses and makes the regexes ~100 ms slower to compile.
+const TAG: &str = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
 const DIGEST: &str = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32,}";
 
 fn path_component() -> String {
@@ -383,6 +385,8 @@ mod tests {
             (&"a".repeat(64).replace('a', "e"), "64-byte"),
             ("a b", "not a valid"),
             ("x..y", "not a valid"),
+            // regression: `\w` in docker's grammar is ASCII only
+            ("x:tag\u{e9}", "not a valid"),
         ] {
             let e = Reference::parse(input).unwrap_err().to_string();
             assert!(e.contains(why), "{input:?}: {e}");
