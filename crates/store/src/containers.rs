@@ -160,7 +160,14 @@ impl Store {
             dir: dir.clone(),
             lock: Some(lock),
         };
-        fsutil::write_atomic(&dir.join(format!("{id}.json")), &bytes)?;
+        // Temp file and rename (a reader never sees half a record), no
+        // fsync: a record only means something while its process lives,
+        // and after a crash its lock is free anyway.
+        let tmp = dir.join(format!(".{id}.json.tmp"));
+        let path = dir.join(format!("{id}.json"));
+        fs_err::write(&tmp, &bytes)
+            .and_then(|()| fs_err::rename(&tmp, &path))
+            .map_err(|e| StoreError::io("write", &path, e))?;
         Ok(container)
     }
 
@@ -200,9 +207,12 @@ impl Store {
             let Some(id) = name.strip_suffix(".lock") else {
                 // A record without a lock file is a leftover of a crash
                 // between the two removals in `Drop`.
-                if let Some(id) = name.strip_suffix(".json")
-                    && !dir.join(format!("{id}.lock")).exists()
-                {
+                // A temp record is a leftover too: records are written
+                // under the registry lock, which the caller holds.
+                let stale_record = name
+                    .strip_suffix(".json")
+                    .is_some_and(|id| !dir.join(format!("{id}.lock")).exists());
+                if stale_record || name.ends_with(".json.tmp") {
                     let _ = std::fs::remove_file(entry.path());
                 }
                 continue;

@@ -35,7 +35,19 @@ impl Store {
         let db =
             Database::create(self.root.join("kiln.redb")).map_err(|e| StoreError::db("open", e))?;
         let this = Db { db, _lock: lock };
-        // Create every table once so that readers never meet a missing one.
+        // Create every table once so that readers never meet a missing one
+        // (checked in a read transaction first: a write commits durably,
+        // which costs several fsyncs on every open).
+        let ready = this.db.begin_read().is_ok_and(|txn| {
+            txn.open_table(TAGS).is_ok()
+                && txn.open_table(IMAGES).is_ok()
+                && txn.open_table(COMPRESSED).is_ok()
+                && txn.open_table(CACHE).is_ok()
+                && txn.open_table(META).is_ok()
+        });
+        if ready {
+            return Ok(this);
+        }
         this.write(|txn| {
             txn.open_table(TAGS)?;
             txn.open_table(IMAGES)?;

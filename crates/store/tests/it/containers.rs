@@ -70,8 +70,9 @@ fn records_of_a_killed_process_are_removed_at_the_next_scan() {
     )
     .unwrap();
     std::fs::write(dir.join(format!("{id}.lock")), "").unwrap();
-    // and a record whose lock file was already removed
+    // and a record whose lock file was already removed, and a temp record
     std::fs::write(dir.join(format!("{}.json", "cd".repeat(32))), "{}").unwrap();
+    std::fs::write(dir.join(format!(".{}.json.tmp", "ef".repeat(32))), "{").unwrap();
     let running = store.containers().unwrap();
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].id, live.id());
