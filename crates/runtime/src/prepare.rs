@@ -107,6 +107,49 @@ impl Runtime {
         self.state.join("runs")
     }
 
+    /// The stubs lower dir for this set of mount points, shared by every
+    /// run with the same set (`<state>/stubs/<key>`, made once, never
+    /// changed): creating and removing a dozen inodes per run costs more
+    /// than the rest of a run on a disk. `<key>.points` beside it lists the
+    /// points, so a hash collision is noticed (and answered with a new
+    /// directory under another key).
+    fn shared_stubs(&self, points: &[(PathBuf, bool)]) -> Result<PathBuf> {
+        let base = self.state.join("stubs");
+        fs_err::create_dir_all(&base)?;
+        let (manifest, mut key) = stubs_key(points);
+        loop {
+            let dir = base.join(format!("{key:016x}"));
+            let list = base.join(format!("{key:016x}.points"));
+            match std::fs::read_to_string(&list) {
+                Ok(existing) if existing == manifest && dir.is_dir() => return Ok(dir),
+                Ok(existing) if existing != manifest => {
+                    key = key.wrapping_add(1);
+                    continue;
+                }
+                _ => {}
+            }
+            // Made in a private temp dir, then renamed: a directory under
+            // its key is always complete.
+            let tmp = base.join(format!(
+                ".tmp-{}-{}",
+                std::process::id(),
+                NEXT_RUN.fetch_add(1, Ordering::Relaxed)
+            ));
+            fs_err::create_dir(&tmp)?;
+            make_stubs(&tmp, points)?;
+            let list_tmp = tmp.with_extension("points");
+            fs_err::write(&list_tmp, &manifest)?;
+            fs_err::rename(&list_tmp, &list)?;
+            if std::fs::rename(&tmp, &dir).is_err() {
+                // Another run made it first.
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+            if dir.is_dir() {
+                return Ok(dir);
+            }
+        }
+    }
+
     /// Remove run directories whose owner is gone (their lock is free),
     /// unmounting anything still mounted below them first.
     pub fn clean_stale(&self) -> Result<usize> {
@@ -149,8 +192,6 @@ impl Runtime {
             helper: self.helper.clone(),
         };
 
-        let stubs = dir.join("stubs");
-        fs_err::create_dir(&stubs)?;
         let mut mounts = Vec::new();
         for (i, m) in config.mounts.iter().enumerate() {
             let target = spec::check_target(&m.target.to_string_lossy())?;
@@ -191,7 +232,7 @@ impl Runtime {
             .map(|(p, d)| (PathBuf::from(p), *d))
             .collect();
         points.extend(mounts.iter().map(|m| (m.target.clone(), m.is_dir())));
-        make_stubs(&stubs, &points)?;
+        let stubs = self.shared_stubs(&points)?;
 
         let mut lowers = config.lowers.clone();
         lowers.push(stubs);
@@ -278,6 +319,23 @@ pub fn hosts_file(hostname: &str) -> String {
 
 fn resolv_conf() -> String {
     std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+}
+
+/// The manifest of a set of mount points and its key: the std hasher with
+/// its fixed keys, so the same points give the same key in every process of
+/// a build.
+fn stubs_key(points: &[(PathBuf, bool)]) -> (String, u64) {
+    use std::hash::{Hash, Hasher};
+    let mut manifest = String::new();
+    for (p, is_dir) in points {
+        manifest.push_str(if *is_dir { "d " } else { "f " });
+        manifest.push_str(&p.to_string_lossy());
+        manifest.push('\n');
+    }
+    let mut h = std::hash::DefaultHasher::new();
+    manifest.hash(&mut h);
+    let key = h.finish();
+    (manifest, key)
 }
 
 /// Create the mount points in the stubs dir: parents as directories, each
@@ -414,10 +472,20 @@ impl Prepared {
     }
 
     /// Move the upper dir to `dest` (on the same filesystem) after stripping
-    /// overlayfs' bookkeeping xattrs; the rest of the run dir is removed.
+    /// overlayfs' bookkeeping xattrs and syncing it to disk (the overlay is
+    /// `volatile`: nothing synced it before); the rest of the run dir is
+    /// removed.
     pub fn persist_upper(self, dest: &Path) -> Result<()> {
-        crate::upper::clean(&self.upper())?;
-        fs_err::rename(self.upper(), dest)?;
+        let upper = self.upper();
+        crate::upper::clean(&upper)?;
+        let dir = fs_err::File::open(&upper)?;
+        // SAFETY: syncfs on a descriptor we own.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } < 0 {
+            return Err(RuntimeError::sys("syncfs", &upper)(
+                nix::errno::Errno::last(),
+            ));
+        }
+        fs_err::rename(&upper, dest)?;
         Ok(())
     }
 }
@@ -475,8 +543,15 @@ mod tests {
         let spec = ContainerSpec::read(&dir.join("spec.json")).unwrap();
         assert_eq!(spec.rootfs.lowers.len(), 2);
         assert_eq!(std::fs::read_link(dir.join("0")).unwrap(), lower.path());
-        assert!(dir.join("stubs/run/secrets/tok").is_file());
-        assert!(dir.join("stubs/etc/resolv.conf").is_file());
+        let stubs = spec.rootfs.lowers.last().unwrap();
+        assert!(stubs.starts_with(state.path().join("stubs")), "{stubs:?}");
+        assert!(stubs.join("run/secrets/tok").is_file());
+        assert!(stubs.join("etc/resolv.conf").is_file());
+        // the next run with the same mount points shares them
+        let again = rt.prepare(&config).unwrap();
+        let spec2 = ContainerSpec::read(&again.dir().join("spec.json")).unwrap();
+        assert_eq!(spec2.rootfs.lowers.last(), Some(stubs));
+        drop(again);
         assert_eq!(
             std::fs::read_to_string(dir.join("hostname")).unwrap(),
             "box\n"
@@ -491,6 +566,56 @@ mod tests {
         assert_eq!(rt.clean_stale().unwrap(), 0);
         drop(prepared);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn anonymous_volumes_become_seeded_binds_inside_the_run_dir() {
+        let state = tempfile::tempdir().unwrap();
+        let rt = Runtime::open(state.path(), Path::new("/bin/true")).unwrap();
+        let config = ContainerConfig {
+            mounts: vec![Mount {
+                target: "/data".into(),
+                kind: MountKind::Volume { readonly: true },
+            }],
+            ..Default::default()
+        };
+        let prepared = rt.prepare(&config).unwrap();
+        let dir = prepared.dir().to_owned();
+        let spec = ContainerSpec::read(&dir.join("spec.json")).unwrap();
+        assert_eq!(
+            spec.mounts,
+            [Mount {
+                target: "/data".into(),
+                kind: MountKind::Bind {
+                    source: dir.join("volumes/0"),
+                    readonly: true,
+                    seed: true,
+                },
+            }]
+        );
+        assert!(dir.join("volumes/0").is_dir());
+        assert!(
+            spec.rootfs.lowers.last().unwrap().join("data").is_dir(),
+            "its mount point is a stub"
+        );
+        drop(prepared);
+        assert!(!dir.exists(), "the volume goes with the run");
+    }
+
+    #[test]
+    fn a_stubs_key_collision_gets_its_own_directory() {
+        let state = tempfile::tempdir().unwrap();
+        let rt = Runtime::open(state.path(), Path::new("/bin/true")).unwrap();
+        let points = [(PathBuf::from("/proc"), true)];
+        let (_, key) = stubs_key(&points);
+        let taken = state.path().join(format!("stubs/{key:016x}"));
+        std::fs::create_dir_all(&taken).unwrap();
+        std::fs::write(taken.with_extension("points"), "d /other\n").unwrap();
+        let dir = rt.shared_stubs(&points).unwrap();
+        assert_ne!(dir, taken);
+        assert!(dir.join("proc").is_dir());
+        assert!(!taken.join("proc").exists(), "the other set is untouched");
+        assert_eq!(rt.shared_stubs(&points).unwrap(), dir, "and is found again");
     }
 
     #[test]

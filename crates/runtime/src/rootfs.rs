@@ -73,8 +73,17 @@ pub fn overlay_options(rootfs: &Rootfs) -> String {
     // Without these the upper dir could hold redirects, metacopy-only files
     // and index entries, and could not be turned into a layer tar.
     data.push_str(",redirect_dir=off,metacopy=off,index=off");
+    if rootfs.upper.is_some() {
+        // No syncfs of the upper file system when the overlay goes away (on
+        // a disk that costs more than the rest of a run): the upper dir is
+        // thrown away, or synced once by `Prepared::persist_upper`.
+        data.push_str(VOLATILE);
+    }
     data
 }
+
+/// The overlay option that skips syncing the upper dir (Linux 5.10+).
+const VOLATILE: &str = ",volatile";
 
 /// `path` relative to `base` when it is inside it (shorter option text).
 fn short(base: &Path, path: &Path) -> PathBuf {
@@ -125,16 +134,24 @@ pub fn setup(sys: &dyn Sys, spec: &ContainerSpec) -> Result<()> {
     sys.chdir(&rootfs.links)
         .map_err(RuntimeError::sys("chdir", &rootfs.links))?;
     let options = overlay_options(rootfs);
-    mount(
-        sys,
-        Some(Path::new("overlay")),
-        merged,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(&options),
-        "mount overlay",
-        &merged.display().to_string(),
-    )?;
+    let overlay = |data: &str| {
+        sys.mount(
+            Some(Path::new("overlay")),
+            merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data),
+        )
+    };
+    match overlay(&options) {
+        Ok(()) => {}
+        // A kernel before 5.10 does not know `volatile`: mount without it.
+        Err(Errno::EINVAL) if options.ends_with(VOLATILE) => {
+            overlay(options.trim_end_matches(VOLATILE))
+                .map_err(RuntimeError::sys("mount overlay", merged))?;
+        }
+        Err(e) => return Err(RuntimeError::sys("mount overlay", merged)(e)),
+    }
 
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
 
@@ -530,7 +547,7 @@ mod tests {
         let s = spec();
         assert_eq!(
             overlay_options(&s.rootfs),
-            "lowerdir=0:1:2,upperdir=upper,workdir=work,redirect_dir=off,metacopy=off,index=off"
+            "lowerdir=0:1:2,upperdir=upper,workdir=work,redirect_dir=off,metacopy=off,index=off,volatile"
         );
         let mut ro = s.rootfs.clone();
         ro.upper = None;

@@ -390,3 +390,35 @@ fn stale_runs_of_a_killed_kiln_are_cleaned_at_start_needs_root() {
     }
     assert!(names(&state.path().join("runs")).is_empty());
 }
+
+#[test]
+fn mount_targets_resolve_inside_the_root_even_through_escaping_symlinks_needs_root() {
+    require_root();
+    let base = busybox_rootfs();
+    // The image's symlinks point out of the root: an absolute one, and one
+    // that climbs with `..`. A naive mount would follow them to host paths
+    // (gone after pivot_root); resolved in the root they land on the
+    // image's /tmp and /data.
+    std::fs::create_dir(base.path().join("data")).unwrap();
+    std::os::unix::fs::symlink("/tmp", base.path().join("evil")).unwrap();
+    std::os::unix::fs::symlink("../../../../data", base.path().join("climb")).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let runtime = runtime(state.path());
+    let config = StepConfig {
+        argv: sh("grep -E ' /(tmp|data|evil|climb) tmpfs' /proc/mounts | cut -d' ' -f2"),
+        mounts: ["/evil", "/climb"]
+            .map(|t| StepMount::Tmpfs {
+                target: t.into(),
+                size: Some(1 << 20),
+            })
+            .to_vec(),
+        ..StepConfig::default()
+    };
+    let (result, out, err) = rt().block_on(step(&runtime, &[base.path().to_owned()], &config));
+    assert_eq!(result.exit_code(), 0, "{err}");
+    assert_eq!(out, "/tmp\n/data\n");
+    assert!(
+        tree(&result.upper()).is_empty(),
+        "nothing written through the links"
+    );
+}
