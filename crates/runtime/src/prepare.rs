@@ -472,19 +472,14 @@ impl Prepared {
     }
 
     /// Move the upper dir to `dest` (on the same filesystem) after stripping
-    /// overlayfs' bookkeeping xattrs and syncing it to disk (the overlay is
-    /// `volatile`: nothing synced it before); the rest of the run dir is
-    /// removed.
+    /// overlayfs' bookkeeping xattrs; the rest of the run dir is removed.
+    ///
+    /// The overlay is `volatile`: nothing has synced the upper dir's files
+    /// to disk. A caller that keeps the directory across a crash syncs it
+    /// (the usual path, a layer blob written from it, is durable anyway).
     pub fn persist_upper(self, dest: &Path) -> Result<()> {
         let upper = self.upper();
         crate::upper::clean(&upper)?;
-        let dir = fs_err::File::open(&upper)?;
-        // SAFETY: syncfs on a descriptor we own.
-        if unsafe { libc::syncfs(dir.as_raw_fd()) } < 0 {
-            return Err(RuntimeError::sys("syncfs", &upper)(
-                nix::errno::Errno::last(),
-            ));
-        }
         fs_err::rename(&upper, dest)?;
         Ok(())
     }

@@ -76,7 +76,7 @@ pub fn overlay_options(rootfs: &Rootfs) -> String {
     if rootfs.upper.is_some() {
         // No syncfs of the upper file system when the overlay goes away (on
         // a disk that costs more than the rest of a run): the upper dir is
-        // thrown away, or synced once by `Prepared::persist_upper`.
+        // thrown away, or read into a layer blob that is synced itself.
         data.push_str(VOLATILE);
     }
     data
