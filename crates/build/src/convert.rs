@@ -278,10 +278,17 @@ pub fn convert(
         scratch: None,
     };
     cx.meta_args()?;
+    // BuildKit's ProxyEnv: one value per proxy (the last of the sorted
+    // keys wins), set in both cases.
+    let mut proxies: BTreeMap<&str, &str> = BTreeMap::new();
     for (k, v) in &opts.build_args {
-        if is_proxy_arg(k) {
-            cx.proxy_env.push((k.clone(), v.clone()));
+        if let Some(p) = PROXY_ARGS.iter().find(|p| p.eq_ignore_ascii_case(k)) {
+            proxies.insert(p, v);
         }
+    }
+    for (p, v) in proxies {
+        cx.proxy_env.push((p.to_owned(), v.to_owned()));
+        cx.proxy_env.push((p.to_ascii_lowercase(), v.to_owned()));
     }
     cx.stage(target)?;
     let Some(done) = cx.done.remove(&target) else {

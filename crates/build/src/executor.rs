@@ -24,7 +24,7 @@ use kiln_oci::layer::CreateOptions;
 use kiln_runtime::{Runtime, Secret, StepConfig, StepMount};
 use kiln_solver::ops::{
     Copy, ExecOp, FileAction, FileOp, KilnOp, MountSource, Network, Owner, Sharing, Source,
-    SourceOp, View, apply_actions,
+    SourceOp, View, apply_actions, apply_actions_with_users,
 };
 use kiln_solver::{
     BoxError, Cache, ContentKey, Executor, Key, OpContext, OpError, PreImage, Stream,
@@ -142,10 +142,17 @@ impl KilnExecutor {
             Some(fs) => fs.layers()?.to_vec(),
             None => Vec::new(),
         };
-        let base = if op.link || inputs.is_empty() {
+        let below = if inputs.is_empty() {
             View::default()
         } else {
             View::new(self.snapshots(&base_layers).await?)
+        };
+        // `--link`: the copy is made on an empty filesystem (names are still
+        // those of the image it is stacked on).
+        let (base, users) = if op.link {
+            (View::default(), Some(below))
+        } else {
+            (below, None)
         };
         let mut sources = Vec::with_capacity(inputs.len());
         for fs in &inputs {
@@ -167,9 +174,11 @@ impl KilnExecutor {
         if ctx.is_cancelled() {
             return Err(OpError::Cancelled);
         }
-        ctx.cpu(move || apply_actions(&actions, &base, &sources, &out_path))
-            .await?
-            .map_err(OpError::failed)?;
+        ctx.cpu(move || {
+            apply_actions_with_users(&actions, &base, users.as_ref(), &sources, &out_path)
+        })
+        .await?
+        .map_err(OpError::failed)?;
         let dir = out.keep();
         let layer = match self.commit_layer(dir.clone(), ctx).await {
             Ok(l) => l,

@@ -199,7 +199,10 @@ fn check_syntax(df: &Dockerfile) -> Result<(), BuildError> {
     let value = d.value.trim();
     let image = value.split('@').next().unwrap_or(value);
     let image = image.strip_prefix("docker.io/").unwrap_or(image);
+    // `1`, `1.7`, `1.7.1`, and the labs channel (`1.7-labs`: kiln has its
+    // features, e.g. `COPY --parents`).
     let ok = image.strip_prefix("docker/dockerfile:").is_some_and(|tag| {
+        let tag = tag.strip_suffix("-labs").unwrap_or(tag);
         let mut parts = tag.split('.');
         parts.next() == Some("1")
             && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))

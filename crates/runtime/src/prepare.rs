@@ -67,6 +67,10 @@ pub struct ContainerConfig {
     pub capabilities: Vec<String>,
     /// `--privileged`.
     pub privileged: bool,
+    /// Leave the image's `/etc/hostname` alone instead of mounting a
+    /// generated one (BuildKit's RUN steps mount only `/etc/hosts` and
+    /// `/etc/resolv.conf`; a step may delete or replace `/etc/hostname`).
+    pub keep_hostname_file: bool,
 }
 
 /// Where the runtime keeps its run directories (`<store root>/runtime`).
@@ -257,6 +261,9 @@ impl Runtime {
         ];
         let mut etc_files = Vec::new();
         for (target, content) in etc {
+            if config.keep_hostname_file && target == "/etc/hostname" {
+                continue;
+            }
             let file = dir.join(Path::new(target).file_name().unwrap_or_default());
             fs_err::write(&file, content)?;
             fs_err::set_permissions(&file, std::fs::Permissions::from_mode(0o644))?;

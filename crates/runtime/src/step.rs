@@ -136,6 +136,7 @@ impl StepConfig {
             network: self.network,
             mounts,
             secrets,
+            keep_hostname_file: true,
             capabilities: caps::DOCKER_DEFAULT
                 .iter()
                 .map(|c| (*c).to_owned())

@@ -76,7 +76,13 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser> {
         home: "/".into(),
     };
     let mut matched_name = None;
-    if !user_part.is_empty() {
+    if user_part.is_empty() {
+        // No user: root, with root's home from passwd (docker's `HOME`).
+        if let Some(e) = passwd_entries(passwd).find(|e| e.uid == 0) {
+            e.home.clone_into(&mut out.home);
+            matched_name = Some(e.name.to_owned());
+        }
+    } else {
         let numeric = user_part.parse::<u32>().ok();
         let entry = passwd_entries(passwd).find(|e| Some(e.uid) == numeric || e.name == user_part);
         match (entry, numeric) {
@@ -135,8 +141,9 @@ mod tests {
 
     #[test]
     fn users_and_groups_resolve_like_docker() {
+        // No user is uid 0, with its passwd home (runc's GetExecUser).
         let root = r("").unwrap();
-        assert_eq!((root.uid, root.gid, root.home.as_str()), (0, 0, "/"));
+        assert_eq!((root.uid, root.gid, root.home.as_str()), (0, 0, "/root"));
         let alice = r("alice").unwrap();
         assert_eq!(
             (

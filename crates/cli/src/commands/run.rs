@@ -478,6 +478,7 @@ fn container_config(
         readonly_rootfs: args.read_only,
         capabilities,
         privileged: args.privileged,
+        keep_hostname_file: false,
     })
 }
 

@@ -59,9 +59,23 @@ pub fn apply_actions(
     sources: &[Source],
     out: &Path,
 ) -> Result<CopyStats, FileOpError> {
+    apply_actions_with_users(actions, base, None, sources, out)
+}
+
+/// [`apply_actions`] with `--chown` names resolved in `users` (the image
+/// the result is stacked on) instead of `base`: for `COPY --link`, whose
+/// copy is made on an empty filesystem.
+pub fn apply_actions_with_users(
+    actions: &[FileAction],
+    base: &View,
+    users: Option<&View>,
+    sources: &[Source],
+    out: &Path,
+) -> Result<CopyStats, FileOpError> {
     let mut layers = base.layers().to_vec();
     layers.push(out.to_path_buf());
     let mut w = Writer {
+        users: users.cloned(),
         state: View::new(layers),
         out: out.to_path_buf(),
         stats: CopyStats::default(),
@@ -129,6 +143,8 @@ pub fn apply_actions(
 const ROOT: Owner = Owner { uid: 0, gid: 0 };
 
 struct Writer {
+    /// Where `--chown` names are looked up, when not in `state`.
+    users: Option<View>,
     /// The base plus `out`: the filesystem as it is now.
     state: View,
     out: PathBuf,
@@ -206,7 +222,12 @@ impl Writer {
         default: Option<Owner>,
     ) -> Result<Option<Owner>, FileOpError> {
         match chown {
-            Some(c) => resolve_owner(&self.state, &c.user, c.group.as_deref()).map(Some),
+            Some(c) => resolve_owner(
+                self.users.as_ref().unwrap_or(&self.state),
+                &c.user,
+                c.group.as_deref(),
+            )
+            .map(Some),
             None => Ok(default),
         }
     }
@@ -301,6 +322,35 @@ impl Writer {
             exclude: exclude.as_ref(),
         };
         for (m, entry) in matched {
+            // ADD of a local tar (plain or compressed): its contents go into
+            // the destination, made a directory, owners and modes as in the
+            // archive. A file that only looks like one is copied.
+            if copy.unpack_archives
+                && entry.meta.is_file()
+                && let Some(reader) = open_tar(&entry.disk)?
+            {
+                self.ensure_dir(&dest, owner)?;
+                let disk = self.out.join(&dest);
+                if !disk.is_dir() {
+                    fs_err::create_dir_all(&disk).map_err(FileOpError::Io)?;
+                }
+                let stats = kiln_oci::layer::apply_layer(
+                    reader,
+                    &disk,
+                    &kiln_oci::layer::ApplyOptions {
+                        whiteouts: kiln_oci::layer::WhiteoutMode::Delete,
+                        preserve_owner: true,
+                    },
+                )
+                .map_err(|e| {
+                    FileOpError::Io(std::io::Error::other(format!(
+                        "extracting {}: {e}",
+                        Path::new("/").join(&m.rel).display()
+                    )))
+                })?;
+                self.stats.bytes += stats.content_bytes;
+                continue;
+            }
             let (target, contents) = if entry.meta.is_dir() && copy.dir_contents_only {
                 let target = if copy.parents {
                     dest.join(&m.keep)
@@ -329,12 +379,6 @@ impl Writer {
                 }
             }
             let src_rel = source.view.resolve(&m.rel, copy.follow_symlinks)?;
-            if copy.unpack_archives && entry.meta.is_file() && is_archive(&entry.disk)? {
-                return Err(FileOpError::Unsupported {
-                    path: Path::new("/").join(&m.rel),
-                    what: "ADD's extraction of a local archive",
-                });
-            }
             if contents {
                 // An existing directory keeps its own metadata (BuildKit
                 // only sets it on directories it creates).
@@ -342,7 +386,10 @@ impl Writer {
                 self.ensure_dir_meta(&target, &entry, &opts)?;
                 self.copy_children(&source.view, &src_rel, &target, Path::new(""), &opts)?;
                 if !existed {
-                    finish_meta(&self.out.join(&target), &entry, &opts)?;
+                    // A destination created for a directory's contents is
+                    // made like a missing parent (BuildKit's MkdirAll: 0755,
+                    // owned by --chown or root), not a copy of the source.
+                    set_meta(&self.out.join(&target), owner.unwrap_or(ROOT), 0o755, None)?;
                 }
             } else {
                 self.copy_entry(
@@ -555,24 +602,52 @@ fn remove_in_out(disk: &Path) -> Result<(), FileOpError> {
     }
 }
 
-/// Whether a file is a tar archive, plain or compressed (what ADD extracts).
-fn is_archive(disk: &Path) -> Result<bool, FileOpError> {
+/// The file as a tar stream, decompressed, if it is a tar archive (plain,
+/// gzip, bzip2, xz or zstd; checked by a valid first header, as BuildKit
+/// does), else `None`.
+fn open_tar(disk: &Path) -> Result<Option<Box<dyn std::io::Read>>, FileOpError> {
     use std::io::Read as _;
-    let mut head = [0u8; 512];
-    let mut file = fs_err::File::open(disk).map_err(FileOpError::Io)?;
+    let file = fs_err::File::open(disk).map_err(FileOpError::Io)?;
+    let Ok((_, mut plain)) = kiln_oci::compress::decompress(file) else {
+        return Ok(None);
+    };
+    let mut head = vec![0u8; 512];
     let mut n = 0;
     while n < head.len() {
-        match file.read(&mut head[n..]) {
+        match plain.read(&mut head[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
-            Err(e) => return Err(FileOpError::io("read", disk, &e)),
+            // Not valid compressed data: not an archive.
+            Err(_) => return Ok(None),
         }
     }
-    let head = &head[..n];
-    let compressed = head.starts_with(&[0x1f, 0x8b])
-        || head.starts_with(b"BZh")
-        || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
-        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
-    let tar = head.len() >= 262 && &head[257..262] == b"ustar";
-    Ok(compressed || tar)
+    if n < 512 || !valid_tar_header(&head) {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(std::io::Cursor::new(head).chain(plain))))
+}
+
+/// A ustar/GNU/v7 header whose checksum is right.
+fn valid_tar_header(h: &[u8]) -> bool {
+    let field = &h[148..156];
+    let text: String = field
+        .iter()
+        .take_while(|b| **b != 0 && **b != b' ')
+        .map(|b| char::from(*b))
+        .collect();
+    let Ok(want) = u32::from_str_radix(text.trim(), 8) else {
+        return false;
+    };
+    let sum: u32 = h
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    sum == want && h[0] != 0
 }

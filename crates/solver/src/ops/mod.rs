@@ -19,7 +19,7 @@ mod copy;
 mod perm;
 mod view;
 
-pub use copy::{CopyStats, Source, apply_actions};
+pub use copy::{CopyStats, Source, apply_actions, apply_actions_with_users};
 pub use perm::{Chmod, Owner, resolve_owner};
 pub use view::{Entry, View, clean};
 
