@@ -1,362 +1,139 @@
-//! The build context as the executor sees it: a directory of files, which
-//! of them the build may read, and content checksums of exactly the files
-//! an instruction reads (the cache-key input of COPY, ADD and bind mounts).
-//!
-//! [`BuildContext`] is the boundary: the `kiln-context` crate's contexts
-//! (directories with `.dockerignore`, stdin tars, git checkouts) implement
-//! it; [`LocalDir`] is a plain directory where every file is visible.
+//! The build context as steps read it, over [`kiln_context::Context`]:
+//! what one COPY (or bind mount) selects, its checksum for the cache key,
+//! and a listing of the selected files per checksum so that `--explain`
+//! can name the file that changed.
 
-use std::os::unix::fs::MetadataExt;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+use kiln_context::{Context, SourceOptions};
+use kiln_solver::Change;
 use rayon::prelude::*;
-use sha2::{Digest as _, Sha256};
 
-use kiln_solver::ops::{View, clean};
-
-/// Why reading the context failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ContextError {
-    /// A file could not be read.
-    #[error("build context: {op} {}: {source}", path.display())]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file (on disk).
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A source pattern is not a valid glob.
-    #[error("invalid pattern `{pattern}`: {reason}")]
-    Pattern {
-        /// The pattern.
-        pattern: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The copy engine could not resolve a path.
-    #[error("build context: {0}")]
-    Resolve(String),
-}
-
-/// A build context: files the build can read.
-pub trait BuildContext: Send + Sync + std::fmt::Debug {
-    /// The directory holding the files.
-    fn root(&self) -> &Path;
-
-    /// Whether `rel` (relative to the root) is hidden from the build
-    /// (`.dockerignore`); `is_dir` says whether it is a directory.
-    fn is_excluded(&self, rel: &Path, is_dir: bool) -> bool;
-
-    /// Whether any file of the root is hidden (when not, the root can be
-    /// bind-mounted as it is).
-    fn has_exclusions(&self) -> bool;
-
-    /// Content-key fields (`file:PATH` → type, mode, owner and content
-    /// digest or link target) of exactly the files that `include` (COPY's
-    /// sources: paths or globs, relative to the root) selects, minus those
-    /// matching `exclude` (COPY `--exclude`). Directories selected count with
-    /// everything under them.
-    fn checksum(
-        &self,
-        include: &[String],
-        exclude: &[String],
-    ) -> Result<Vec<(String, String)>, ContextError>;
-}
-
-/// A plain directory: every file is part of the context.
+/// What one read of the context sees.
 #[derive(Debug, Clone)]
-pub struct LocalDir {
-    root: PathBuf,
+pub struct Selected {
+    /// The checksum of exactly the selected entries.
+    pub checksum: String,
+    /// The selected paths (and their parent directories), relative.
+    pub visible: Arc<HashSet<PathBuf>>,
 }
 
-impl LocalDir {
-    /// The directory `root`.
-    pub fn new(root: impl Into<PathBuf>) -> LocalDir {
-        LocalDir { root: root.into() }
-    }
-}
-
-impl BuildContext for LocalDir {
-    fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn is_excluded(&self, _rel: &Path, _is_dir: bool) -> bool {
-        false
-    }
-
-    fn has_exclusions(&self) -> bool {
-        false
-    }
-
-    fn checksum(
-        &self,
-        include: &[String],
-        exclude: &[String],
-    ) -> Result<Vec<(String, String)>, ContextError> {
-        checksum_files(self, include, exclude)
-    }
-}
-
-fn glob(pattern: &str) -> Result<GlobMatcher, ContextError> {
-    GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-        .map(|g| g.compile_matcher())
-        .map_err(|e| ContextError::Pattern {
-            pattern: pattern.to_owned(),
-            reason: e.kind().to_string(),
-        })
-}
-
-fn has_meta(s: &str) -> bool {
-    s.contains(['*', '?', '['])
-}
-
-/// Expand one COPY source (path or per-component glob) in `view`, as the
-/// copy engine does; returns root-relative paths that exist.
-fn expand(view: &View, ctx: &dyn BuildContext, text: &str) -> Result<Vec<PathBuf>, ContextError> {
-    let resolve = |e: kiln_solver::ops::FileOpError| ContextError::Resolve(e.to_string());
-    let mut found = vec![PathBuf::new()];
-    for comp in &clean(Path::new(text)) {
-        let comp_str = comp.to_string_lossy();
-        let mut next = Vec::new();
-        for base in &found {
-            if has_meta(&comp_str) {
-                let matcher = glob(&comp_str)?;
-                let dir = view.resolve(base, true).map_err(resolve)?;
-                if view
-                    .lookup(&dir)
-                    .map_err(resolve)?
-                    .is_some_and(|e| e.meta.is_dir())
-                {
-                    for (name, entry) in view.read_dir(&dir).map_err(resolve)? {
-                        let rel = base.join(&name);
-                        if matcher.is_match(Path::new(&name))
-                            && !ctx.is_excluded(&rel, entry.meta.is_dir())
-                        {
-                            next.push(rel);
-                        }
-                    }
-                }
-            } else {
-                next.push(base.join(comp));
-            }
-        }
-        found = next;
-    }
-    Ok(found)
-}
-
-/// One file's content-key line.
-struct FileSum {
-    rel: PathBuf,
-    kind: &'static str,
-    meta: std::fs::Metadata,
-    disk: PathBuf,
-}
-
-/// The default checksum of a directory context (parallel hashing).
-pub fn checksum_files(
-    ctx: &dyn BuildContext,
+/// Select `include` minus `exclude` (COPY `--exclude`) in `ctx`, the way the
+/// copy engine expands sources; records the per-file listing of the
+/// checksum under `lists` (once per checksum) for `--explain`.
+pub fn select(
+    ctx: &Context,
     include: &[String],
     exclude: &[String],
-) -> Result<Vec<(String, String)>, ContextError> {
-    let view = View::dir(ctx.root());
-    let resolve = |e: kiln_solver::ops::FileOpError| ContextError::Resolve(e.to_string());
-    let excludes = exclude_set(exclude)?;
-    let mut files: Vec<FileSum> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for text in include {
-        for rel in expand(&view, ctx, text)? {
-            // A source naming a symlink copies what it points to.
-            let resolved = view.resolve(&rel, true).map_err(resolve)?;
-            let Some(entry) = view.lookup(&resolved).map_err(resolve)? else {
-                // Missing sources are the copy's error to report.
-                continue;
-            };
-            if !resolved.as_os_str().is_empty() && ctx.is_excluded(&resolved, entry.meta.is_dir()) {
-                continue;
+    lists: &Path,
+) -> Result<Selected, kiln_context::ContextError> {
+    let opts = SourceOptions {
+        exclude: exclude.to_vec(),
+        ..SourceOptions::default()
+    };
+    let selection = ctx.select(include, &opts, true)?;
+    let checksum = ctx.checksum_of(&selection)?.to_string();
+    let entries = selection.entries();
+    let mut visible: HashSet<PathBuf> = HashSet::with_capacity(entries.len() * 2);
+    for e in &entries {
+        let mut p = e.rel.as_path();
+        while !p.as_os_str().is_empty() && visible.insert(p.to_path_buf()) {
+            match p.parent() {
+                Some(parent) => p = parent,
+                None => break,
             }
-            let walker = Walker {
-                ctx,
-                src_root: resolved.clone(),
-                excludes: excludes.as_ref(),
-            };
-            walker.walk(&resolved, entry.disk, entry.meta, &mut files, &mut seen)?;
         }
     }
-    files.sort_by(|a, b| a.rel.cmp(&b.rel));
-    files
-        .into_par_iter()
-        .map(|f| {
-            let content = match f.kind {
-                "file" => hash_file(&f.disk)?,
-                "symlink" => std::fs::read_link(&f.disk)
-                    .map_err(|source| ContextError::Io {
-                        op: "read link",
-                        path: f.disk.clone(),
-                        source,
-                    })?
-                    .to_string_lossy()
-                    .into_owned(),
-                _ => String::new(),
-            };
-            let value = format!(
-                "{} {:o} {}:{} {content}",
-                f.kind,
-                f.meta.mode() & 0o7777,
-                f.meta.uid(),
-                f.meta.gid()
-            );
-            Ok((format!("file:{}", display(&f.rel)), value))
-        })
-        .collect()
-}
-
-fn display(rel: &Path) -> String {
-    if rel.as_os_str().is_empty() {
-        ".".to_owned()
-    } else {
-        rel.to_string_lossy().into_owned()
+    let list_path = lists.join(checksum.trim_start_matches("sha256:"));
+    if !list_path.exists() {
+        let lines: Vec<(String, String)> = entries
+            .par_iter()
+            .map(|e| {
+                let content = match ctx.content_digest(e)? {
+                    Some(d) => d,
+                    None => e
+                        .link_target
+                        .as_ref()
+                        .map(|t| t.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                };
+                let rel = if e.rel.as_os_str().is_empty() {
+                    ".".to_owned()
+                } else {
+                    e.rel.to_string_lossy().into_owned()
+                };
+                let kind = format!("{:?}", e.kind).to_ascii_lowercase();
+                Ok((
+                    rel,
+                    format!("{kind} {:o} {}:{} {content}", e.mode, e.uid, e.gid),
+                ))
+            })
+            .collect::<Result<_, kiln_context::ContextError>>()?;
+        let map: BTreeMap<String, String> = lines.into_iter().collect();
+        // Best effort: a missing listing only makes explanations vaguer.
+        if fs_err::create_dir_all(lists).is_ok()
+            && let Ok(json) = serde_json::to_vec(&map)
+        {
+            let tmp = lists.join(format!(".tmp-{}", std::process::id()));
+            if fs_err::write(&tmp, json).is_ok() {
+                let _ = std::fs::rename(&tmp, &list_path);
+            }
+        }
     }
-}
-
-fn exclude_set(patterns: &[String]) -> Result<Option<GlobSet>, ContextError> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let mut set = GlobSetBuilder::new();
-    for p in patterns {
-        let p = p.trim_start_matches('/');
-        let g = GlobBuilder::new(p)
-            .literal_separator(true)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| ContextError::Pattern {
-                pattern: p.to_owned(),
-                reason: e.kind().to_string(),
-            })?;
-        set.add(g);
-    }
-    set.build().map(Some).map_err(|e| ContextError::Pattern {
-        pattern: patterns.join(" "),
-        reason: e.kind().to_string(),
+    Ok(Selected {
+        checksum,
+        visible: Arc::new(visible),
     })
 }
 
-struct Walker<'a> {
-    ctx: &'a dyn BuildContext,
-    /// The copied source: `--exclude` patterns match paths below it.
-    src_root: PathBuf,
-    excludes: Option<&'a GlobSet>,
+fn load(lists: &Path, checksum: &str) -> Option<BTreeMap<String, String>> {
+    let bytes = std::fs::read(lists.join(checksum.trim_start_matches("sha256:"))).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
-impl Walker<'_> {
-    #[allow(clippy::needless_pass_by_value)] // `disk` is kept in the list
-    fn walk(
-        &self,
-        rel: &Path,
-        disk: PathBuf,
-        meta: std::fs::Metadata,
-        out: &mut Vec<FileSum>,
-        seen: &mut std::collections::HashSet<PathBuf>,
-    ) -> Result<(), ContextError> {
-        if !seen.insert(rel.to_path_buf()) {
-            return Ok(());
-        }
-        let ft = meta.file_type();
-        let kind = if ft.is_dir() {
-            "dir"
-        } else if ft.is_symlink() {
-            "symlink"
-        } else if ft.is_file() {
-            "file"
-        } else {
-            "special"
+/// Replace a change of a context checksum by the changes of the files it
+/// covers (`content.file:PATH`), when both listings are known.
+pub fn explain(changes: Vec<Change>, lists: &Path) -> Vec<Change> {
+    let mut out = Vec::with_capacity(changes.len());
+    for c in changes {
+        let (Some(before), Some(after)) = (&c.before, &c.after) else {
+            out.push(c);
+            continue;
         };
-        let is_dir = ft.is_dir();
-        out.push(FileSum {
-            rel: rel.to_path_buf(),
-            kind,
-            meta,
-            disk: disk.clone(),
-        });
-        if !is_dir {
-            return Ok(());
+        if c.field != "content.context" {
+            out.push(c);
+            continue;
         }
-        let rd = std::fs::read_dir(&disk).map_err(|source| ContextError::Io {
-            op: "list",
-            path: disk.clone(),
-            source,
-        })?;
-        for entry in rd {
-            let entry = entry.map_err(|source| ContextError::Io {
-                op: "list",
-                path: disk.clone(),
-                source,
-            })?;
-            let child_rel = rel.join(entry.file_name());
-            let child_disk = entry.path();
-            let child_meta =
-                std::fs::symlink_metadata(&child_disk).map_err(|source| ContextError::Io {
-                    op: "stat",
-                    path: child_disk.clone(),
-                    source,
-                })?;
-            if self.ctx.is_excluded(&child_rel, child_meta.is_dir()) {
-                continue;
+        let (Some(old), Some(new)) = (load(lists, before), load(lists, after)) else {
+            out.push(c);
+            continue;
+        };
+        let mut files = Vec::new();
+        for (path, value) in &new {
+            if old.get(path) != Some(value) {
+                files.push(Change {
+                    field: format!("content.file:{path}"),
+                    before: old.get(path).cloned(),
+                    after: Some(value.clone()),
+                });
             }
-            if let Some(set) = self.excludes
-                && set.is_match(child_rel.strip_prefix(&self.src_root).unwrap_or(&child_rel))
-            {
-                continue;
-            }
-            self.walk(&child_rel, child_disk, child_meta, out, seen)?;
         }
-        Ok(())
+        for (path, value) in &old {
+            if !new.contains_key(path) {
+                files.push(Change {
+                    field: format!("content.file:{path}"),
+                    before: Some(value.clone()),
+                    after: None,
+                });
+            }
+        }
+        if files.is_empty() {
+            out.push(c);
+        } else {
+            out.extend(files);
+        }
     }
-}
-
-fn hash_file(path: &Path) -> Result<String, ContextError> {
-    let io = |source| ContextError::Io {
-        op: "read",
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(io)?;
-    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checksum_covers_only_selected_files() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("src")).unwrap();
-        std::fs::write(dir.path().join("src/a.rs"), "a").unwrap();
-        std::fs::write(dir.path().join("README"), "r").unwrap();
-        let ctx = LocalDir::new(dir.path());
-        let before = ctx.checksum(&["src".into()], &[]).unwrap();
-        std::fs::write(dir.path().join("README"), "changed").unwrap();
-        assert_eq!(ctx.checksum(&["src".into()], &[]).unwrap(), before);
-        std::fs::write(dir.path().join("src/a.rs"), "b").unwrap();
-        let after = ctx.checksum(&["src".into()], &[]).unwrap();
-        assert_ne!(after, before);
-        assert!(after.iter().any(|(k, _)| k == "file:src/a.rs"));
-        // Globs select like COPY does.
-        let g = ctx.checksum(&["src/*.rs".into()], &[]).unwrap();
-        assert_eq!(g.len(), 1);
-        // --exclude leaves files out.
-        let e = ctx.checksum(&["src".into()], &["*.rs".into()]).unwrap();
-        assert_eq!(e.len(), 1);
-    }
+    out
 }

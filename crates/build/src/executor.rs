@@ -12,12 +12,12 @@
 //! An op's output is a filesystem: the stack of layers it is made of (each
 //! one a blob and a snapshot in the store), or a build context.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
 use kiln_oci::layer::CreateOptions;
@@ -32,7 +32,8 @@ use kiln_solver::{
 use kiln_store::{LayerRecord, Store};
 use tokio::io::AsyncWrite;
 
-use crate::context::BuildContext;
+use kiln_context::Context;
+
 use crate::error::ExecFailed;
 
 /// What an op produces: a filesystem.
@@ -40,8 +41,9 @@ use crate::error::ExecFailed;
 pub enum Fs {
     /// A stack of layers, bottom first (empty: `scratch`).
     Layers(Arc<Vec<LayerRecord>>),
-    /// The build context's files.
-    Context(Arc<dyn BuildContext>),
+    /// The build context's files: only `visible` (what the step reads,
+    /// `.dockerignore` applied) exists.
+    Context(Arc<Context>, Arc<HashSet<PathBuf>>),
 }
 
 impl Fs {
@@ -49,21 +51,26 @@ impl Fs {
     pub fn layers(&self) -> Result<&[LayerRecord], OpError> {
         match self {
             Fs::Layers(l) => Ok(l),
-            Fs::Context(_) => Err(OpError::failed(
+            Fs::Context(..) => Err(OpError::failed(
                 "internal error: a build context used as a root filesystem",
             )),
         }
     }
 }
 
+/// One read of the build context: include and exclude patterns.
+type ContextRead = (Vec<String>, Vec<String>);
+
 /// Runs ops for one build.
 #[derive(Debug)]
 pub struct KilnExecutor {
     store: Store,
     runtime: Runtime,
-    context: Arc<dyn BuildContext>,
+    context: Arc<Context>,
     images: HashMap<String, kiln_store::ImageRecord>,
     secrets: HashMap<String, Vec<u8>>,
+    /// What each context read selects, computed with its content key.
+    selected: Mutex<HashMap<ContextRead, crate::context::Selected>>,
 }
 
 impl KilnExecutor {
@@ -73,7 +80,7 @@ impl KilnExecutor {
     pub fn new(
         store: Store,
         runtime: Runtime,
-        context: Arc<dyn BuildContext>,
+        context: Arc<Context>,
         images: HashMap<String, kiln_store::ImageRecord>,
         secrets: HashMap<String, Vec<u8>>,
     ) -> KilnExecutor {
@@ -83,7 +90,34 @@ impl KilnExecutor {
             context,
             images,
             secrets,
+            selected: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Where the per-checksum listings of context reads are kept.
+    pub fn context_lists(store: &Store) -> PathBuf {
+        store.root().join("cache").join("context-lists")
+    }
+
+    async fn select(
+        &self,
+        include: &[String],
+        exclude: &[String],
+    ) -> Result<crate::context::Selected, OpError> {
+        let k = (include.to_vec(), exclude.to_vec());
+        if let Some(s) = self.selected.lock().ok().and_then(|m| m.get(&k).cloned()) {
+            return Ok(s);
+        }
+        let ctx = Arc::clone(&self.context);
+        let lists = Self::context_lists(&self.store);
+        let (inc, exc) = k.clone();
+        let s = kiln_solver::cpu(move || crate::context::select(&ctx, &inc, &exc, &lists))
+            .await?
+            .map_err(OpError::failed)?;
+        if let Ok(mut m) = self.selected.lock() {
+            m.insert(k, s.clone());
+        }
+        Ok(s)
     }
 
     fn image(&self, reference: &str) -> Result<&kiln_store::ImageRecord, OpError> {
@@ -117,7 +151,7 @@ impl KilnExecutor {
     async fn view(&self, fs: &Fs) -> Result<View, OpError> {
         match fs {
             Fs::Layers(layers) => Ok(View::new(self.snapshots(layers).await?)),
-            Fs::Context(ctx) => Ok(View::dir(ctx.root())),
+            Fs::Context(ctx, visible) => Ok(View::dir(ctx.root()).only(Arc::clone(visible))),
         }
     }
 
@@ -157,7 +191,7 @@ impl KilnExecutor {
         let mut sources = Vec::with_capacity(inputs.len());
         for fs in &inputs {
             let default_owner = match fs {
-                Fs::Context(_) => Some(Owner { uid: 0, gid: 0 }),
+                Fs::Context(..) => Some(Owner { uid: 0, gid: 0 }),
                 Fs::Layers(_) => None,
             };
             sources.push(Source {
@@ -206,9 +240,9 @@ impl KilnExecutor {
     ) -> Result<PathBuf, OpError> {
         let rel = selector.trim_start_matches('/');
         // A read-only mount of an unfiltered context: bind it in place.
-        if let Fs::Context(c) = fs
+        if let Fs::Context(c, _) = fs
             && readonly
-            && !c.has_exclusions()
+            && c.ignore().is_empty()
         {
             let view = View::dir(c.root());
             let resolved = view
@@ -564,13 +598,11 @@ impl Executor for KilnExecutor {
             KilnOp::Source(SourceOp::Context {
                 include, exclude, ..
             }) => {
-                let context = Arc::clone(&self.context);
-                let (include, exclude) = (include.clone(), exclude.clone());
-                let fields = ctx
-                    .cpu(move || context.checksum(&include, &exclude))
-                    .await?
-                    .map_err(OpError::failed)?;
-                Ok(Some(ContentKey { fields }))
+                let _ = ctx;
+                let s = self.select(include, exclude).await?;
+                Ok(Some(ContentKey {
+                    fields: vec![("context".into(), s.checksum)],
+                }))
             }
             _ => Ok(None),
         }
@@ -585,7 +617,12 @@ impl Executor for KilnExecutor {
                 self.snapshots(&record.layers).await?;
                 Ok(Fs::Layers(Arc::new(record.layers.clone())))
             }
-            KilnOp::Source(SourceOp::Context { .. }) => Ok(Fs::Context(Arc::clone(&self.context))),
+            KilnOp::Source(SourceOp::Context {
+                include, exclude, ..
+            }) => {
+                let s = self.select(include, exclude).await?;
+                Ok(Fs::Context(Arc::clone(&self.context), s.visible))
+            }
             KilnOp::Source(SourceOp::Git { url, .. }) => Err(OpError::failed(format!(
                 "git sources ({url}) are not supported yet"
             ))),

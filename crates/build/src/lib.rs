@@ -18,17 +18,16 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), kiln_build::BuildError> {
 //! use std::sync::Arc;
-//! use kiln_build::{BuildRequest, LocalDir};
+//! use kiln_build::BuildRequest;
 //!
 //! let store = kiln_store::Store::open("/var/lib/kiln")?;
 //! let runtime = kiln_runtime::Runtime::open(
 //!     std::path::Path::new("/var/lib/kiln/runtime"),
 //!     std::path::Path::new("/proc/self/exe"),
 //! ).map_err(|e| kiln_build::BuildError::request(e.to_string(), None))?;
-//! let request = BuildRequest::new(
-//!     b"FROM busybox\nRUN echo hi > /hi\n".to_vec(),
-//!     Arc::new(LocalDir::new(".")),
-//! )
+//! let context = kiln_context::Context::from_dir(".", kiln_context::DockerfileSpec::Default)
+//!     .map_err(|e| kiln_build::BuildError::request(e.to_string(), None))?;
+//! let request = BuildRequest::new(context.dockerfile().text.clone(), Arc::new(context))
 //! .tag("hello".parse()?);
 //! let result = kiln_build::build(&store, &runtime, request, kiln_solver::discard_events(), Default::default()).await?;
 //! println!("{}", result.image.id());
@@ -51,7 +50,6 @@ use kiln_runtime::Runtime;
 use kiln_solver::{CancellationToken, EventSink, SolveError, SolveOptions, Solver};
 use kiln_store::{ImageRecord, LayerRecord, Store};
 
-pub use context::{BuildContext, ContextError, LocalDir};
 pub use convert::{BaseImage, ConvertOptions, ImageSource, Plan, convert};
 pub use error::{BuildError, ExecFailed, StepLocation};
 pub use executor::{Fs, KilnExecutor, StoreCache};
@@ -62,8 +60,9 @@ pub use export::OutputSpec;
 pub struct BuildRequest {
     /// The Dockerfile's bytes.
     pub dockerfile: Vec<u8>,
-    /// The build context.
-    pub context: Arc<dyn BuildContext>,
+    /// The build context (its Dockerfile is not read from here: see
+    /// `dockerfile`).
+    pub context: Arc<kiln_context::Context>,
     /// Build arguments, target, labels, network, step identity.
     pub options: ConvertOptions,
     /// Names for the image.
@@ -98,7 +97,7 @@ pub trait BasePuller: std::fmt::Debug + Send + Sync {
 impl BuildRequest {
     /// A request with defaults: last stage, no args, cache on, one job per
     /// core.
-    pub fn new(dockerfile: Vec<u8>, context: Arc<dyn BuildContext>) -> BuildRequest {
+    pub fn new(dockerfile: Vec<u8>, context: Arc<kiln_context::Context>) -> BuildRequest {
         BuildRequest {
             dockerfile,
             context,
@@ -251,7 +250,7 @@ pub async fn build(
             no_cache: request.no_cache,
             explain: request.explain,
         })
-        .events(events)
+        .events(explaining(events, KilnExecutor::context_lists(store)))
         .cancel_token(cancel);
     let solution = solver
         .solve(&plan.graph, &[plan.target])
@@ -265,7 +264,7 @@ pub async fn build(
     };
     let layers = match fs {
         Fs::Layers(l) => l.to_vec(),
-        Fs::Context(_) => {
+        Fs::Context(..) => {
             return Err(BuildError::request(
                 "internal error: the build produced a context",
                 None,
@@ -279,6 +278,25 @@ pub async fn build(
         warnings: plan.warnings.clone(),
         executed: solution.executed,
         cached: solution.cached,
+    })
+}
+
+/// Events as the solver sends them, with a changed context checksum told
+/// as the files that changed.
+fn explaining(events: EventSink, lists: std::path::PathBuf) -> EventSink {
+    Arc::new(move |event| match event {
+        kiln_solver::Event::Missed {
+            vertex,
+            name,
+            changes,
+            known,
+        } => events(kiln_solver::Event::Missed {
+            vertex,
+            name,
+            changes: context::explain(changes, &lists),
+            known,
+        }),
+        other => events(other),
     })
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use kiln_build::{BuildError, BuildRequest, BuildResult, LocalDir, OutputSpec};
+use kiln_build::{BuildError, BuildRequest, BuildResult, OutputSpec};
 use kiln_oci::Reference;
 use kiln_solver::CancellationToken;
 use kiln_solver::ops::Network;
@@ -96,8 +96,15 @@ fn fatal(message: String) -> anyhow::Error {
     })
 }
 
-/// The build context and the Dockerfile the arguments name.
-fn inputs(args: &BuildArgs) -> Result<(PathBuf, Option<tempfile::TempDir>, DockerfileInput)> {
+/// The build context (a directory, or an empty one for a Dockerfile on
+/// stdin) and its Dockerfile, as the arguments name them.
+fn inputs(
+    args: &BuildArgs,
+) -> Result<(
+    kiln_context::Context,
+    Option<tempfile::TempDir>,
+    DockerfileInput,
+)> {
     let ctx = args.context.as_str();
     let remote = [
         "http://",
@@ -112,14 +119,19 @@ fn inputs(args: &BuildArgs) -> Result<(PathBuf, Option<tempfile::TempDir>, Docke
             "build context {ctx}: git and tarball URLs are not supported yet; clone or download it and build the directory"
         );
     }
-    if ctx == "-" {
-        if args.file.as_deref() == Some(Path::new("-")) {
-            bail!("the context and the Dockerfile cannot both come from standard input");
-        }
+    let stdin_file = args.file.as_deref() == Some(Path::new("-"));
+    let read_stdin = |what: &str| -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
         std::io::stdin()
             .read_to_end(&mut bytes)
-            .context("reading the build context from standard input")?;
+            .with_context(|| format!("reading {what} from standard input"))?;
+        Ok(bytes)
+    };
+    let (dir, empty, spec) = if ctx == "-" {
+        if stdin_file {
+            bail!("the context and the Dockerfile cannot both come from standard input");
+        }
+        let bytes = read_stdin("the build context")?;
         if bytes.len() >= 262 && &bytes[257..262] == b"ustar"
             || bytes.starts_with(&[0x1f, 0x8b])
             || bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
@@ -134,31 +146,31 @@ fn inputs(args: &BuildArgs) -> Result<(PathBuf, Option<tempfile::TempDir>, Docke
             .prefix("kiln-context-")
             .tempdir()
             .context("creating an empty build context")?;
-        let path = empty.path().to_path_buf();
-        return Ok((
-            path,
-            Some(empty),
-            DockerfileInput {
-                name: "<stdin>".into(),
-                bytes,
-            },
-        ));
-    }
-    let dir = PathBuf::from(ctx);
-    if !dir.is_dir() {
-        bail!("build context {ctx}: not a directory");
-    }
-    let dir = fs_err::canonicalize(&dir)?;
-    let file = match &args.file {
-        Some(f) => DockerfileInput::read(f)?,
-        None => DockerfileInput::read(&dir.join("Dockerfile")).map_err(|_| {
-            anyhow::anyhow!(
-                "no Dockerfile in {}: add one, or name it with -f FILE",
-                dir.display()
-            )
-        })?,
+        let dir = empty.path().to_path_buf();
+        (dir, Some(empty), kiln_context::DockerfileSpec::Text(bytes))
+    } else {
+        let spec = match &args.file {
+            None => kiln_context::DockerfileSpec::Default,
+            Some(f) if stdin_file => {
+                let _ = f;
+                kiln_context::DockerfileSpec::Text(read_stdin("the Dockerfile")?)
+            }
+            Some(f) => kiln_context::DockerfileSpec::Path(f.clone()),
+        };
+        (PathBuf::from(ctx), None, spec)
     };
-    Ok((dir, None, file))
+    let context = kiln_context::Context::from_dir(&dir, spec)
+        .with_context(|| format!("build context {}", dir.display()))?;
+    let name = match &context.dockerfile().path {
+        Some(p) if args.file.is_some() => p.display().to_string(),
+        Some(_) => "Dockerfile".to_owned(),
+        None => "<stdin>".to_owned(),
+    };
+    let file = DockerfileInput {
+        name,
+        bytes: context.dockerfile().text.clone(),
+    };
+    Ok((context, empty, file))
 }
 
 fn key_value(flag: &str, text: &str) -> Result<(String, String)> {
@@ -203,11 +215,15 @@ fn secret(text: &str) -> Result<(String, Vec<u8>)> {
     }
 }
 
-fn request(args: &BuildArgs, dir: &Path, dockerfile: &DockerfileInput) -> Result<BuildRequest> {
+fn request(
+    args: &BuildArgs,
+    context: Arc<kiln_context::Context>,
+    dockerfile: &DockerfileInput,
+) -> Result<BuildRequest> {
     if args.push && args.tags.is_empty() {
         bail!("--push needs a name to push to: give -t REGISTRY/REPOSITORY:TAG");
     }
-    let context: Arc<dyn kiln_build::BuildContext> = Arc::new(LocalDir::new(dir));
+    let scope = format!("{}|{}", context.root().display(), dockerfile.name);
     let mut req = BuildRequest::new(dockerfile.bytes.clone(), context);
     for t in &args.tags {
         let r = Reference::parse(t).with_context(|| format!("invalid tag `{t}`"))?;
@@ -241,7 +257,7 @@ fn request(args: &BuildArgs, dir: &Path, dockerfile: &DockerfileInput) -> Result
         Some("host") => Network::Host,
         Some(other) => bail!("--network {other}: use default, none or host"),
     };
-    req.options.step_scope = format!("{}|{}", dir.display(), dockerfile.name);
+    req.options.step_scope = scope;
     let mut secrets = HashMap::new();
     for s in &args.secret {
         let (id, data) = secret(s)?;
@@ -267,10 +283,16 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<Exit> {
         .iter()
         .map(|o| OutputSpec::parse(o).map_err(|e| fatal(format!("{e}"))))
         .collect::<Result<Vec<_>>>()?;
-    let (dir, _empty_context, dockerfile) = inputs(args)?;
-    let mut request = request(args, &dir, &dockerfile)?;
+    let (mut context, _empty_context, dockerfile) = inputs(args)?;
     let root = global.root_dir();
     let store = Store::open(&root)?;
+    // File digests are kept between builds: an unchanged file is never
+    // hashed twice.
+    let stat_cache = Arc::new(kiln_context::StatCache::open(
+        root.join("cache").join("context-stat"),
+    )?);
+    context.set_stat_cache(Arc::clone(&stat_cache));
+    let mut request = request(args, Arc::new(context), &dockerfile)?;
     request.puller = Some(Arc::new(BuildPuller {
         global: global.clone(),
         args: args.registry.clone(),
@@ -309,6 +331,14 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<Exit> {
         ctrl_c.abort();
         r
     });
+    if let Err(e) = fs_err::create_dir_all(root.join("cache"))
+        .map_err(anyhow::Error::from)
+        .and_then(|()| stat_cache.save().map_err(anyhow::Error::from))
+    {
+        progress.note(&format!(
+            "WARNING: could not save the context stat cache: {e:#}"
+        ));
+    }
     let result = match result {
         Ok(r) => r,
         Err(e) => {

@@ -7,11 +7,12 @@
 //! mounting anything (no root needed), and how a build context directory is
 //! read (a view of one layer).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use super::FileOpError;
 
@@ -26,6 +27,9 @@ const MAX_SYMLINKS: usize = 40;
 pub struct View {
     /// Lowest layer first.
     layers: Vec<PathBuf>,
+    /// When set, only these relative paths (and the root) exist: a build
+    /// context with `.dockerignore` applied, limited to what a COPY reads.
+    visible: Option<Arc<HashSet<PathBuf>>>,
 }
 
 /// One entry found in a [`View`].
@@ -66,14 +70,32 @@ pub fn clean(path: &Path) -> PathBuf {
 impl View {
     /// A view of `layers`, lowest first.
     pub fn new(layers: Vec<PathBuf>) -> View {
-        View { layers }
+        View {
+            layers,
+            visible: None,
+        }
     }
 
     /// A view of one directory.
     pub fn dir(path: impl Into<PathBuf>) -> View {
         View {
             layers: vec![path.into()],
+            visible: None,
         }
+    }
+
+    /// The same view where only `visible` (relative paths) and the root
+    /// exist; everything else reads as missing.
+    #[must_use]
+    pub fn only(mut self, visible: Arc<HashSet<PathBuf>>) -> View {
+        self.visible = Some(visible);
+        self
+    }
+
+    fn hidden(&self, rel: &Path) -> bool {
+        self.visible
+            .as_ref()
+            .is_some_and(|v| !rel.as_os_str().is_empty() && !v.contains(rel))
     }
 
     /// The layers, lowest first.
@@ -84,6 +106,9 @@ impl View {
     /// Look `rel` (relative, clean, symlinks in it already resolved) up
     /// without following a final symlink.
     pub fn lookup(&self, rel: &Path) -> Result<Option<Entry>, FileOpError> {
+        if self.hidden(rel) {
+            return Ok(None);
+        }
         'layers: for layer in self.layers.iter().rev() {
             // An ancestor in this layer that is a whiteout, a non-directory
             // or opaque ends the search at this layer.
@@ -203,7 +228,10 @@ impl View {
             for entry in entries {
                 let entry = entry.map_err(|e| FileOpError::io("list", &dir, &e))?;
                 let name = entry.file_name();
-                if out.contains_key(&name) || hidden.contains(&name) {
+                if out.contains_key(&name)
+                    || hidden.contains(&name)
+                    || self.hidden(&rel.join(&name))
+                {
                     continue;
                 }
                 let disk = entry.path();
