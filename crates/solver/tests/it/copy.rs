@@ -279,13 +279,46 @@ fn hard_links_stay_linked() {
 }
 
 #[test]
-fn add_of_a_local_archive_is_a_clear_error_until_extraction_lands() {
+fn add_extracts_local_tars_and_copies_look_alikes() {
     let fx = Fx::new();
-    std::fs::write(fx.root.join("ctx/a.tar.gz"), [0x1f, 0x8b, 8, 0]).unwrap();
-    let mut c = copy(&["a.tar.gz"], "/x/");
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o750);
+    h.set_uid(1000);
+    h.set_gid(1001);
+    h.set_size(0);
+    b.append_data(&mut h, "top/", std::io::empty()).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o600);
+    h.set_uid(1000);
+    h.set_gid(1001);
+    h.set_size(3);
+    b.append_data(&mut h, "top/one", &b"one"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    std::fs::write(fx.root.join("ctx/a.tar.gz"), gz.finish().unwrap()).unwrap();
+    // gzip's magic, but not a tar inside: copied as it is.
+    std::fs::write(fx.root.join("ctx/fake.tar.gz"), [0x1f, 0x8b, 8, 0]).unwrap();
+    let mut c = copy(&["a.tar.gz", "fake.tar.gz"], "/x/");
     c.unpack_archives = true;
-    let err = fx.run(c).unwrap_err();
-    assert!(err.to_string().contains("is not supported yet"), "{err}");
+    fx.run(c).unwrap();
+    assert_eq!(fx.read_out("x/top/one"), "one");
+    let top = std::fs::metadata(fx.out("x/top")).unwrap();
+    assert_eq!(
+        (top.mode() & 0o7777, top.uid(), top.gid()),
+        (0o750, 1000, 1001)
+    );
+    assert_eq!(
+        std::fs::read(fx.out("x/fake.tar.gz")).unwrap(),
+        [0x1f, 0x8b, 8, 0]
+    );
+    // COPY never extracts.
+    let fx2 = Fx::new();
+    std::fs::write(fx2.root.join("ctx/a.tar"), &tar).unwrap();
+    fx2.run(copy(&["a.tar"], "/y/")).unwrap();
+    assert_eq!(std::fs::read(fx2.out("y/a.tar")).unwrap(), tar);
 }
 
 #[test]
