@@ -1,8 +1,8 @@
 //! The parent side of a run: the runtime's state directory, one run
-//! directory per container (short links to the lower dirs, the stubs lower
-//! dir, upper/work/merged, generated `/etc` files, secrets, the spec), the
-//! lifeline pipe, the helper command, and cleaning up after runs that a
-//! killed kiln left behind.
+//! directory per container (short links to the lower dirs, upper/work/merged,
+//! generated `/etc` files, secrets, the spec), the stubs lower dirs shared
+//! between runs (`<state>/stubs`), the lifeline pipe, the helper command,
+//! and cleaning up after runs that a killed kiln left behind.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -162,14 +162,33 @@ impl Runtime {
             let dir = entry?.path();
             let Ok(lock) = File::open(dir.join("lock")) else {
                 // A run directory is created with its lock file; one
-                // without is a half-created leftover.
-                remove_run_dir(&dir);
-                removed += 1;
+                // without is a half-created leftover, unless its maker is
+                // still between the two steps.
+                if !owner_alive(&dir) {
+                    remove_run_dir(&dir);
+                    removed += 1;
+                }
                 continue;
             };
             if lock_exclusive(&lock, false) {
                 remove_run_dir(&dir);
                 removed += 1;
+            }
+        }
+        // Stubs being made by a process that died (named `.tmp-PID-N`).
+        if let Ok(entries) = std::fs::read_dir(self.state.join("stubs")) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(rest) = name.strip_prefix(".tmp-")
+                    && !pid_alive(rest)
+                {
+                    let path = entry.path();
+                    let _ = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                }
             }
         }
         Ok(removed)
@@ -311,6 +330,20 @@ fn fs_err_io(err: &std::io::Error, path: &Path) -> RuntimeError {
         err.kind(),
         format!("{err} (at {})", path.display()),
     ))
+}
+
+/// Whether the process whose id starts `name` (`PID-…`) is alive.
+fn pid_alive(name: &str) -> bool {
+    let pid = name.split('-').next().unwrap_or_default();
+    !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && Path::new("/proc").join(pid).exists()
+}
+
+/// Whether the process that made the run directory `dir` is alive.
+fn owner_alive(dir: &Path) -> bool {
+    dir.file_name()
+        .is_some_and(|n| pid_alive(&n.to_string_lossy()))
 }
 
 fn nanos() -> u128 {

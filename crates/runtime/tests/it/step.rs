@@ -380,15 +380,27 @@ fn stale_runs_of_a_killed_kiln_are_cleaned_at_start_needs_root() {
         None::<&str>,
     )
     .unwrap();
-    let half = state.path().join("runs/12345-1-0");
+    // made by a process that is gone (no such pid) and never finished
+    let half = state.path().join("runs/999999999-1-0");
     std::fs::create_dir_all(&half).unwrap();
+    // one being made right now by a live process (ours) stays
+    let making = state
+        .path()
+        .join(format!("runs/{}-99-0", std::process::id()));
+    std::fs::create_dir_all(&making).unwrap();
+    let stubs_tmp = state.path().join("stubs/.tmp-999999999-0");
+    std::fs::create_dir_all(stubs_tmp.join("proc")).unwrap();
     let _ = runtime(state.path());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     if mounts.contains(&stale.display().to_string()) {
         let _ = nix::mount::umount2(&stale.join("merged"), nix::mount::MntFlags::MNT_DETACH);
         panic!("stale mount left behind");
     }
-    assert!(names(&state.path().join("runs")).is_empty());
+    assert_eq!(
+        names(&state.path().join("runs")),
+        [making.file_name().unwrap().to_string_lossy()]
+    );
+    assert!(!stubs_tmp.exists());
 }
 
 #[test]
