@@ -1007,12 +1007,28 @@ impl Converter<'_> {
                 None,
             ));
         }
-        if c.checksum.is_some() {
-            return Err(self.at(
-                meta,
-                "ADD --checksum applies to http(s) and git sources, which kiln does not support yet",
-                None,
-            ));
+        let checksum = c
+            .checksum
+            .as_deref()
+            .map(|v| self.expand(meta, v, &env))
+            .transpose()?;
+        if let Some(sum) = &checksum {
+            let is_url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
+            if c.sources.len() != 1 || !is_url(&self.expand(meta, &c.sources[0], &env)?) {
+                return Err(self.at(
+                    meta,
+                    "ADD --checksum needs exactly one source, an http(s) URL",
+                    None,
+                ));
+            }
+            let hex = sum.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(self.at(
+                    meta,
+                    format!("invalid --checksum `{sum}`: expected sha256:<64 hex digits>"),
+                    None,
+                ));
+            }
         }
         if c.keep_git_dir {
             return Err(self.at(
@@ -1026,6 +1042,7 @@ impl Converter<'_> {
 
         let heredoc_names: HashSet<&str> = c.heredocs.iter().map(|h| h.name.as_str()).collect();
         let mut sources = Vec::new();
+        let mut urls = Vec::new();
         let mut heredocs = Vec::new();
         for s in &c.sources {
             if let Some(name) = s
@@ -1037,7 +1054,11 @@ impl Converter<'_> {
                 continue;
             }
             let s = self.expand(meta, s, &env)?;
-            if s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@") {
+            let git = s.starts_with("git@")
+                || s.starts_with("git://")
+                || ((s.starts_with("http://") || s.starts_with("https://"))
+                    && (s.to_ascii_lowercase().ends_with(".git") || s.contains(".git#")));
+            if s.starts_with("http://") || s.starts_with("https://") || git {
                 if !is_add {
                     return Err(self.at(
                         meta,
@@ -1045,11 +1066,15 @@ impl Converter<'_> {
                         Some("use ADD for URLs"),
                     ));
                 }
-                return Err(self.at(
-                    meta,
-                    format!("ADD of a remote source ({s}) is not supported yet"),
-                    Some("download it in a RUN step, or place it in the build context"),
-                ));
+                if git {
+                    return Err(self.at(
+                        meta,
+                        format!("ADD of a git repository ({s}) is not supported yet"),
+                        Some("clone it into the build context, or in a RUN step"),
+                    ));
+                }
+                urls.push(s);
+                continue;
             }
             sources.push(s);
         }
@@ -1090,6 +1115,45 @@ impl Converter<'_> {
                 unpack_archives: unpack,
                 parents: c.parents,
                 exclude: c.exclude.clone(),
+            }));
+        }
+        for url in &urls {
+            // The file's name: the URL path's last part (BuildKit's rule).
+            let path = url
+                .split_once("://")
+                .map_or("", |(_, rest)| rest)
+                .split(['?', '#'])
+                .next()
+                .unwrap_or("");
+            let base = path.split_once('/').map_or("", |(_, p)| p);
+            let name = base
+                .rsplit('/')
+                .next()
+                .filter(|n| !n.is_empty() && *n != ".");
+            let filename = name.unwrap_or("__unnamed__").to_owned();
+            let v = self.vertex(
+                KilnOp::Source(SourceOp::Http {
+                    url: url.clone(),
+                    checksum: checksum.clone(),
+                    filename: Some(filename.clone()),
+                }),
+                &[],
+                format!("[internal] download {url}"),
+                Some(format!("{step_id}/url{}", inputs.len())),
+                no_cache,
+                Some(meta),
+            );
+            inputs.push(v);
+            actions.push(FileAction::Copy(Copy {
+                from: inputs.len() - 1,
+                sources: vec![filename],
+                dest: dest.clone(),
+                chown: chown_op.clone(),
+                chmod: chmod.clone(),
+                create_dest_path: true,
+                // Remote files are not extracted unless --unpack says so.
+                unpack_archives: c.unpack == Some(true),
+                ..Copy::default()
             }));
         }
         for name in &heredocs {
@@ -1146,7 +1210,7 @@ impl Converter<'_> {
         if let Some(v) = &chmod {
             let _ = write!(msg, " --chmod={v}");
         }
-        for s in &sources {
+        for s in sources.iter().chain(urls.iter()) {
             let _ = write!(msg, " {s}");
         }
         for h in &heredocs {

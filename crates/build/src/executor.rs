@@ -71,6 +71,8 @@ pub struct KilnExecutor {
     secrets: HashMap<String, Vec<u8>>,
     /// What each context read selects, computed with its content key.
     selected: Mutex<HashMap<ContextRead, crate::context::Selected>>,
+    /// `ADD URL` downloads of this build, by URL.
+    downloads: tokio::sync::Mutex<HashMap<String, Downloaded>>,
 }
 
 impl KilnExecutor {
@@ -91,6 +93,7 @@ impl KilnExecutor {
             images,
             secrets,
             selected: Mutex::new(HashMap::new()),
+            downloads: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -554,6 +557,100 @@ fn flock(file: &std::fs::File, op: libc::c_int) -> bool {
     unsafe { libc::flock(file.as_raw_fd(), op) == 0 }
 }
 
+/// A file downloaded for `ADD URL`, kept for the build.
+#[derive(Debug, Clone)]
+struct Downloaded {
+    path: PathBuf,
+    digest: String,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl KilnExecutor {
+    /// Download `url` once per build into the store's tmp dir (verified
+    /// against `checksum` when given).
+    async fn download(
+        &self,
+        url: &str,
+        checksum: Option<&str>,
+        ctx: &OpContext,
+    ) -> Result<Downloaded, OpError> {
+        use sha2::Digest as _;
+        use tokio::io::AsyncWriteExt as _;
+        let mut downloads = self.downloads.lock().await;
+        if let Some(d) = downloads.get(url) {
+            return verify(url, d.clone(), checksum);
+        }
+        let fail = |what: String| OpError::failed(format!("ADD {url}: {what}"));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        let mut response = tokio::select! {
+            r = client.get(url).send() => r.map_err(|e| fail(e.to_string()))?,
+            () = ctx.cancelled() => return Err(OpError::Cancelled),
+        };
+        if !response.status().is_success() {
+            return Err(fail(format!("the server answered {}", response.status())));
+        }
+        let modified = response
+            .headers()
+            .get(reqwest::header::LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(std::time::SystemTime::from);
+        let tmp = tempfile::Builder::new()
+            .prefix("url-")
+            .tempfile_in(self.tmp_dir())
+            .map_err(|e| fail(e.to_string()))?;
+        let (file, path) = tmp.keep().map_err(|e| fail(e.to_string()))?;
+        let mut out = tokio::fs::File::from_std(file);
+        let mut hasher = sha2::Sha256::new();
+        loop {
+            let chunk = tokio::select! {
+                c = response.chunk() => c.map_err(|e| fail(e.to_string()))?,
+                () = ctx.cancelled() => {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(OpError::Cancelled);
+                }
+            };
+            let Some(chunk) = chunk else { break };
+            hasher.update(&chunk);
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        out.flush().await.map_err(|e| fail(e.to_string()))?;
+        let d = Downloaded {
+            path,
+            digest: format!("sha256:{}", hex::encode(hasher.finalize())),
+            modified,
+        };
+        downloads.insert(url.to_owned(), d.clone());
+        verify(url, d, checksum)
+    }
+}
+
+fn verify(url: &str, d: Downloaded, checksum: Option<&str>) -> Result<Downloaded, OpError> {
+    match checksum {
+        Some(want) if want != d.digest => Err(OpError::failed(format!(
+            "ADD {url}: checksum mismatch: expected {want}, the download is {}",
+            d.digest
+        ))),
+        _ => Ok(d),
+    }
+}
+
+impl Drop for KilnExecutor {
+    fn drop(&mut self) {
+        if let Ok(d) = self.downloads.try_lock() {
+            for f in d.values() {
+                let _ = std::fs::remove_file(&f.path);
+            }
+        }
+    }
+}
+
 /// Step output → progress events, never clipped.
 struct LogWriter {
     ctx: OpContext,
@@ -604,6 +701,17 @@ impl Executor for KilnExecutor {
                     fields: vec![("context".into(), s.checksum)],
                 }))
             }
+            KilnOp::Source(SourceOp::Http { url, checksum, .. }) => {
+                // With --checksum the key is the checksum (nothing is
+                // downloaded until the step runs); else the download's digest.
+                let digest = match checksum {
+                    Some(c) => c.clone(),
+                    None => self.download(url, None, ctx).await?.digest,
+                };
+                Ok(Some(ContentKey {
+                    fields: vec![("url".into(), digest)],
+                }))
+            }
             _ => Ok(None),
         }
     }
@@ -626,9 +734,34 @@ impl Executor for KilnExecutor {
             KilnOp::Source(SourceOp::Git { url, .. }) => Err(OpError::failed(format!(
                 "git sources ({url}) are not supported yet"
             ))),
-            KilnOp::Source(SourceOp::Http { url, .. }) => Err(OpError::failed(format!(
-                "http sources ({url}) are not supported yet"
-            ))),
+            KilnOp::Source(SourceOp::Http {
+                url,
+                checksum,
+                filename,
+            }) => {
+                let file = self.download(url, checksum.as_deref(), &ctx).await?;
+                let dir = tempfile::Builder::new()
+                    .prefix("download-")
+                    .tempdir_in(self.tmp_dir())
+                    .map_err(|e| OpError::failed(format!("creating a download directory: {e}")))?;
+                let name = filename.as_deref().unwrap_or("__unnamed__");
+                let dest = dir.path().join(name);
+                fs_err::copy(&file.path, &dest).map_err(OpError::failed)?;
+                // BuildKit's HTTP source: mode 0600, mtime from Last-Modified.
+                fs_err::set_permissions(&dest, std::fs::Permissions::from_mode(0o600))
+                    .map_err(OpError::failed)?;
+                if let Some(t) = file.modified {
+                    let f = fs_err::File::options()
+                        .write(true)
+                        .open(&dest)
+                        .map_err(OpError::failed)?;
+                    f.file().set_modified(t).map_err(OpError::failed)?;
+                }
+                let path = dir.keep();
+                let layer = self.commit_layer(path.clone(), &ctx).await;
+                let _ = std::fs::remove_dir_all(&path);
+                Ok(Fs::Layers(Arc::new(vec![layer?])))
+            }
             KilnOp::Exec(exec) => self.exec(exec, inputs, &ctx).await,
             KilnOp::File(file) => self.file(file, inputs, &ctx).await,
             KilnOp::Merge(_) => {

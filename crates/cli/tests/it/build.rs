@@ -470,3 +470,78 @@ fn a_scratch_image_from_stdin_with_iidfile() {
     assert_eq!(v[0]["Id"].as_str().unwrap(), id.trim());
     assert_eq!(v[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1);
 }
+
+/// A one-file HTTP server on 127.0.0.1 (404 for other paths); serves until
+/// the test process ends.
+fn serve(body: &'static [u8]) -> String {
+    use std::io::{BufRead as _, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let ok = first.contains("/files/hello.txt ");
+            let (status, data): (&str, &[u8]) = if ok {
+                ("200 OK", body)
+            } else {
+                ("404 Not Found", b"")
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nLast-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\nConnection: close\r\n\r\n",
+                data.len()
+            );
+            let _ = stream.write_all(data);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn add_downloads_urls_and_checks_their_checksum() {
+    let base = serve(b"downloaded\n");
+    let root = TempRoot::new();
+    let ctx = tempfile::tempdir().unwrap();
+    let sum = "sha256:c4a2d9e0a0e67f5b1d3dc7bb2b8e6d3ea0b4e0e5c8e6a2c4a42b2c4f1b8e0a11";
+    let good = kiln_test_support::snapshot::sha256_hex(b"downloaded\n");
+    let build = |dockerfile: String| {
+        std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let dest = format!("type=local,dest={}", out.path().display());
+        let r = output(
+            kiln(root.path())
+                .args(["build", "--progress", "plain", "-o", &dest])
+                .arg(ctx.path()),
+        );
+        (r, out)
+    };
+    let ((o, _, stderr), out) = build(format!(
+        "FROM scratch\nADD --checksum=sha256:{good} {base}/files/hello.txt /dl/\nADD {base}/files/hello.txt /plain\n"
+    ));
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(read(out.path(), "dl/hello.txt"), "downloaded\n");
+    assert_eq!(read(out.path(), "plain"), "downloaded\n");
+    let meta = std::fs::metadata(out.path().join("dl/hello.txt")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    let ((o, _, stderr), _) = build(format!(
+        "FROM scratch\nADD --checksum={sum} {base}/files/hello.txt /dl/\n"
+    ));
+    assert!(!o.status.success());
+    assert!(stderr.contains("checksum mismatch"), "{stderr}");
+    let ((o, _, stderr), _) = build(format!("FROM scratch\nADD {base}/missing /x\n"));
+    assert!(!o.status.success());
+    assert!(stderr.contains("404"), "{stderr}");
+    assert!(stderr.contains("Dockerfile:2:1"), "{stderr}");
+}
