@@ -14,6 +14,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod dockerfile;
+
 use std::io::{self, Write};
 use std::path::Path;
 

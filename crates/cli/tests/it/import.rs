@@ -152,16 +152,21 @@ fn bad_input_is_a_clear_error_and_stores_nothing() {
 fn kill_during_import_leaves_a_consistent_store() {
     let root = TempRoot::new();
     let tar = busybox_rootfs_tar();
-    // One good image first.
+    // One good image first, timed: the kills below are spread over the
+    // length of a whole import, so that they land in every phase (start-up,
+    // streaming the layer, fsync and rename of blobs, the database
+    // transaction, the index.json rewrite) whatever the machine's speed.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rootfs.tar");
     std::fs::write(&path, &tar).unwrap();
+    let started = std::time::Instant::now();
     assert!(
         output(kiln(root.path()).arg("import").arg(&path).arg("good"))
             .0
             .status
             .success()
     );
+    let whole = started.elapsed();
     // An import killed while it streams (half the tar sent, then SIGKILL).
     let mut child = kiln(root.path())
         .args(["import", "-", "half"])
@@ -173,24 +178,37 @@ fn kill_during_import_leaves_a_consistent_store() {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&tar[..tar.len() / 2]).unwrap();
     stdin.flush().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(whole);
     child.kill().unwrap();
     child.wait().unwrap();
     drop(stdin);
-    // Imports killed at other moments, including during commit.
-    for delay_ms in [1u64, 5, 10, 20, 40, 80] {
+    // Imports killed at twelve moments from start to (just past) the end;
+    // after each, the store must open and list without error.
+    let mut finished = 0;
+    for step in 1..=12u32 {
         let mut c = kiln(root.path())
             .arg("import")
             .arg(&path)
-            .arg(format!("k{delay_ms}"))
+            .arg(format!("k{step}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = c.kill();
-        c.wait().unwrap();
+        std::thread::sleep(whole * step / 11);
+        let _ = c.kill(); // SIGKILL
+        if c.wait().unwrap().success() {
+            finished += 1;
+        }
+        let (out, _, stderr) = output(kiln(root.path()).args(["images", "-q"]));
+        assert!(
+            out.status.success(),
+            "store unusable after a kill at {step}/11 of an import: {stderr}"
+        );
     }
+    assert!(
+        finished < 12,
+        "no import was interrupted; the kills came too late"
+    );
     // The store opens, lists, verifies every image it lists, and prunes.
     let (out, stdout, stderr) = output(kiln(root.path()).args(["images", "--format", "json"]));
     assert!(out.status.success(), "{stderr}");

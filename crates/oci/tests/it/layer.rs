@@ -288,3 +288,31 @@ fn compressed_layers_apply_after_detection() {
         assert_eq!(back, bytes);
     }
 }
+
+#[test]
+fn sockets_are_skipped_and_epoch_clamps_only_newer_times() {
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("old"), b"o").unwrap();
+    fs::write(src.path().join("new"), b"n").unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(src.path().join("sock")).unwrap();
+    let at = |secs| filetime::FileTime::from_unix_time(secs, 0);
+    filetime::set_file_mtime(src.path().join("old"), at(500)).unwrap();
+    filetime::set_file_mtime(src.path().join("new"), at(2_000_000)).unwrap();
+    let opts = CreateOptions {
+        source_date_epoch: Some(1_000_000),
+        overlay_upper: false,
+    };
+    let (bytes, _) = layer_of(src.path(), &opts);
+    let mut seen = Vec::new();
+    for e in tar::Archive::new(&bytes[..]).entries().unwrap() {
+        let e = e.unwrap();
+        let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+        seen.push((name, e.header().mtime().unwrap()));
+    }
+    // regression guard: a socket in a build's upper dir must not become an
+    // entry (docker and BuildKit skip them; tar readers choke on them).
+    assert_eq!(
+        seen,
+        [("new".to_owned(), 1_000_000), ("old".to_owned(), 500)]
+    );
+}
