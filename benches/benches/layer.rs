@@ -19,6 +19,8 @@
 //!
 //! Run: `cargo bench -p kiln-bench --bench layer`.
 
+#![allow(clippy::print_stderr)] // a bench reports to the person running it
+
 use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
@@ -232,7 +234,7 @@ fn layer_case(c: &mut Criterion, name: &str, tree: Tree) {
             b.iter(|| {
                 sh(&format!(
                     "tar -C {src_s} -cf - . | zstd -q -T0 -3 -c >/dev/null"
-                ))
+                ));
             });
         });
     } else {

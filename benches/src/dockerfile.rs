@@ -26,7 +26,7 @@ pub fn generate(instructions: usize) -> String {
                 "LABEL org.opencontainers.image.title=\"bench {i}\" version={i} description='a longer label value'\n"
             ),
             5 => format!("COPY --chown=1000:1000 --chmod=0644 src/{i}/*.rs ./src/{i}/\n"),
-            6 => format!("ADD --checksum=sha256:{:064x} https://example.com/{i}.tar.gz /tmp/\n", i),
+            6 => format!("ADD --checksum=sha256:{i:064x} https://example.com/{i}.tar.gz /tmp/\n"),
             7 => format!("RUN <<EOF\nset -e\necho \"step {i} $HOME\"\nmake -j4 target{i}\nEOF\n"),
             8 => format!("WORKDIR /src/{i}\n"),
             9 => format!("ARG VERSION{i}=1.{i}.0\n"),
