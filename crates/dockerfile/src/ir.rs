@@ -57,6 +57,9 @@ pub struct Dockerfile {
     pub stages: Vec<Stage>,
     /// The syntax tree this was built from (source, spans).
     pub tree: SyntaxTree,
+    /// Lower-case stage name → index of the first stage with that name, so
+    /// that resolving references stays linear in the number of stages.
+    stage_index: HashMap<String, usize>,
 }
 
 /// What a stage starts from.
@@ -1512,7 +1515,13 @@ impl Dockerfile {
             global_args,
             stages,
             tree,
+            stage_index: HashMap::new(),
         };
+        for st in &df.stages {
+            if let Some(name) = &st.name {
+                df.stage_index.entry(name.clone()).or_insert(st.index);
+            }
+        }
         df.resolve()?;
         Ok(df)
     }
@@ -1586,12 +1595,8 @@ impl Dockerfile {
         if name.eq_ignore_ascii_case("scratch") {
             return Ok(Base::Scratch);
         }
-        let lower = name.to_lowercase();
-        if let Some(prev) = self.stages[..stage]
-            .iter()
-            .find(|s| s.name.as_deref() == Some(lower.as_str()))
-        {
-            return Ok(Base::Stage(prev.index));
+        if let Some(prev) = self.named_stage_before(&name, stage) {
+            return Ok(Base::Stage(prev));
         }
         Ok(Base::Image(name))
     }
@@ -1599,12 +1604,8 @@ impl Dockerfile {
     /// The index of the stage named (or numbered) `name` that is defined
     /// before stage `before`, as COPY --from and RUN --mount from= resolve it.
     pub fn stage_ref(&self, name: &str, before: usize) -> Option<usize> {
-        let lower = name.to_lowercase();
-        if let Some(s) = self.stages[..before.min(self.stages.len())]
-            .iter()
-            .find(|s| s.name.as_deref() == Some(lower.as_str()))
-        {
-            return Some(s.index);
+        if let Some(s) = self.named_stage_before(name, before) {
+            return Some(s);
         }
         match name.parse::<usize>() {
             Ok(i) if i < before => Some(i),
@@ -1612,17 +1613,18 @@ impl Dockerfile {
         }
     }
 
+    /// The first stage named `name` (case-insensitively), if it comes
+    /// before stage `before`.
+    fn named_stage_before(&self, name: &str, before: usize) -> Option<usize> {
+        let i = *self.stage_index.get(&name.to_lowercase())?;
+        (i < before.min(self.stages.len())).then_some(i)
+    }
+
     /// The stage built by `--target NAME` (or the last stage).
     pub fn target(&self, name: Option<&str>) -> Option<usize> {
         match name {
             None => self.stages.len().checked_sub(1),
-            Some(n) => {
-                let lower = n.to_lowercase();
-                self.stages
-                    .iter()
-                    .find(|s| s.name.as_deref() == Some(lower.as_str()))
-                    .map(|s| s.index)
-            }
+            Some(n) => self.stage_index.get(&n.to_lowercase()).copied(),
         }
     }
 

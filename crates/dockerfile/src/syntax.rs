@@ -181,6 +181,10 @@ pub struct SyntaxTree {
     /// The source, as UTF-8 (invalid bytes replaced).
     #[serde(skip)]
     pub source: String,
+    /// Byte offset of the start of each line of `source` (for locating
+    /// spans in logarithmic time: `kiln check` locates every finding).
+    #[serde(skip)]
+    line_starts: Vec<usize>,
 }
 
 /// The JSON form printed by `kiln parse --json` (schema in the README).
@@ -228,19 +232,19 @@ impl SyntaxTree {
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = floor_char_boundary(&self.source, offset.min(self.source.len()));
-        let before = &self.source[..offset];
-        let line = before.bytes().filter(|b| *b == b'\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        (line, before[line_start..].chars().count() + 1)
+        // Lines starting at or before `offset`: line_starts[0] is 0.
+        let line = self.line_starts.partition_point(|s| *s <= offset).max(1);
+        let line_start = self.line_starts.get(line - 1).copied().unwrap_or(0);
+        (line, self.source[line_start..offset].chars().count() + 1)
     }
 
     /// The text of a 1-based line, without its line ending.
     pub fn line_text(&self, line: usize) -> &str {
-        self.source
-            .split('\n')
-            .nth(line.saturating_sub(1))
-            .unwrap_or("")
-            .trim_end_matches('\r')
+        let Some(start) = self.line_starts.get(line.saturating_sub(1)).copied() else {
+            return "";
+        };
+        let rest = &self.source[start..];
+        rest.split('\n').next().unwrap_or("").trim_end_matches('\r')
     }
 
     /// A [`Location`] for a source span.
@@ -686,12 +690,16 @@ fn parse_str(source: String, raw: &[u8]) -> Result<SyntaxTree, Error> {
             Some("a Dockerfile needs at least one instruction, usually `FROM`".into()),
         ));
     }
+    let line_starts = std::iter::once(0)
+        .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
     Ok(SyntaxTree {
         escape: st.escape,
         directives,
         warnings,
         instructions,
         source,
+        line_starts,
     })
 }
 

@@ -46,6 +46,18 @@ proptest! {
             for node in &tree.instructions {
                 prop_assert!(node.span.start <= node.span.end && node.span.end <= tree.source.len());
                 prop_assert!(node.start_line <= node.end_line);
+                // line_col (binary search over line starts) agrees with
+                // counting newlines.
+                let mut at = node.span.start;
+                while !tree.source.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let before = &tree.source[..at];
+                let line = before.matches('\n').count() + 1;
+                let col = before[before.rfind('\n').map_or(0, |i| i + 1)..].chars().count() + 1;
+                prop_assert_eq!(tree.line_col(node.span.start), (line, col));
+                let text = tree.source.split('\n').nth(line - 1).unwrap_or("").trim_end_matches('\r');
+                prop_assert_eq!(tree.line_text(line), text);
             }
             let _ = Dockerfile::from_tree(tree);
         }
