@@ -11,6 +11,9 @@ packages=(
   busybox-static # runtime + `kiln run` *_needs_root tests: kiln-test-support's static busybox base image
   skopeo         # store/cli tests: OCI layout and docker-archive interop
   umoci          # store tests: `umoci unpack` of ROOT/oci
+  bzip2          # cli import tests: a bzip2-compressed rootfs tar
+  xz-utils       # cli import tests: an xz-compressed rootfs tar
+  zstd           # cli import tests: a zstd-compressed rootfs tar; layer bench baselines
   docker-registry # registry + cli pull/push tests: a real distribution registry on 127.0.0.1
   apache2-utils  # registry tests: `htpasswd -B` for the Basic-auth registry
 )
