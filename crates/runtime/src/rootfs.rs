@@ -226,6 +226,16 @@ pub fn setup(sys: &dyn Sys, spec: &ContainerSpec) -> Result<()> {
 
     for m in &spec.mounts {
         let shown = m.target.display().to_string();
+        // `/dev` is the runtime's own tmpfs, which hides the stubs lower
+        // dir: make mount points below it there (BuildKit mounts a RUN
+        // heredoc script at /dev/pipes/). Nothing in it reaches a layer.
+        if let Ok(below) = m.target.strip_prefix("/dev")
+            && !below.as_os_str().is_empty()
+            && m.is_dir()
+        {
+            sys.mkdir_all_in_root(merged, &m.target)
+                .map_err(RuntimeError::sys("create mount point", &m.target))?;
+        }
         let target = sys
             .resolve_in_root(merged, &m.target)
             .map_err(RuntimeError::sys("resolve mount target", &m.target))?;

@@ -545,3 +545,30 @@ fn add_downloads_urls_and_checks_their_checksum() {
     assert!(stderr.contains("404"), "{stderr}");
     assert!(stderr.contains("Dockerfile:2:1"), "{stderr}");
 }
+
+#[test]
+fn run_heredoc_scripts_and_mounts_needs_root() {
+    require_root();
+    let f = Fixture::new();
+    f.file("f.txt", "data\n").dockerfile(
+        "FROM busybox\n\
+         RUN <<EOF\n#!/bin/sh\necho \"script $0\" > /script-out\nEOF\n\
+         RUN cat <<EOT > /cat-out\nline1\nEOT\n\
+         RUN --mount=type=cache,target=/cache,sharing=locked echo x >> /cache/n && wc -l < /cache/n > /count\n\
+         RUN --mount=type=bind,target=/ctx cat /ctx/f.txt > /from-ctx && ! touch /ctx/new 2>/dev/null\n\
+         RUN --mount=type=tmpfs,target=/t touch /t/x && ls /t > /tmp-list\n",
+    );
+    let dir = f.export(&[]);
+    assert_eq!(read(dir.path(), "script-out"), "script /dev/pipes/EOF\n");
+    assert_eq!(read(dir.path(), "cat-out"), "line1\n");
+    assert_eq!(read(dir.path(), "count").trim(), "1");
+    assert_eq!(read(dir.path(), "from-ctx"), "data\n");
+    assert_eq!(read(dir.path(), "tmp-list"), "x\n");
+    // Mount points and the mounts' contents are not part of the image.
+    for gone in ["t", "ctx", "cache", "dev/pipes"] {
+        assert!(!dir.path().join(gone).exists(), "/{gone} is in the image");
+    }
+    // The cache mount persists between builds.
+    let dir = f.export(&["--no-cache"]);
+    assert_eq!(read(dir.path(), "count").trim(), "2");
+}
