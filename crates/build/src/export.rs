@@ -109,23 +109,47 @@ impl OutputSpec {
 
 /// Fill in the config's layers and times and record the image in the
 /// store under `tags`.
+///
+/// Times are those of the content, as BuildKit does: a step that made a
+/// layer is dated by its layer blob (written once, when the step ran), a
+/// metadata step by the step before it, the image by its last step. So a
+/// rebuild served from the cache makes the very same image (same id), and
+/// leaves no dangling copy behind.
 pub fn commit(
     store: &Store,
     mut image: ImageConfig,
     layers: &[LayerRecord],
     tags: &[Reference],
 ) -> Result<ImageRecord, BuildError> {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let rfc3339 = |t: std::time::SystemTime| {
+        chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    };
+    let now = rfc3339(std::time::SystemTime::now());
     image.rootfs = RootFs {
         diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect(),
         ..RootFs::default()
     };
-    image.created = Some(now.clone());
+    let mut layer_index = 0usize;
+    let mut last: Option<String> = None;
     for h in &mut image.history {
         if h.created.is_none() {
-            h.created = Some(now.clone());
+            let t = if h.empty_layer {
+                None
+            } else {
+                layers
+                    .get(layer_index)
+                    .and_then(|l| std::fs::metadata(store.blob_path(&l.digest)).ok())
+                    .and_then(|m| m.modified().ok())
+                    .map(rfc3339)
+            };
+            h.created = t.or_else(|| last.clone()).or_else(|| Some(now.clone()));
         }
+        if !h.empty_layer {
+            layer_index += 1;
+        }
+        last.clone_from(&h.created);
     }
+    image.created = last.or(Some(now));
     let (bytes, _) = image.to_bytes();
     Ok(store.commit_image(&bytes, layers, tags)?)
 }

@@ -218,10 +218,17 @@ fn rebuild_hits_the_cache_and_a_changed_file_reruns_only_its_readers_needs_root(
         "{ran:?}"
     );
 
-    // Nothing changed: the last step is a hit and nothing runs.
+    // Nothing changed: the last step is a hit and nothing runs, and the
+    // image is the very same one (times come from the cached content).
+    let id = f.inspect("c")["Id"].clone();
     let (ran, cached) = f.build_json(&["-t", "c"]);
     assert!(ran.is_empty(), "a no-op rebuild ran {ran:?}");
     assert_eq!(cached.len(), 1, "{cached:?}");
+    assert_eq!(
+        f.inspect("c")["Id"],
+        id,
+        "a no-op rebuild made another image"
+    );
 
     // A file read only by the second COPY: the first half stays cached.
     f.file("b.txt", "b2");
