@@ -3,8 +3,8 @@
 
 use kiln_test_support::TempRoot;
 use kiln_test_support::busybox_rootfs_tar;
-use kiln_test_support::corpus::BASE_IMAGE;
-use kiln_test_support::snapshot::{base_tree, read_docker_archive, snapshot};
+use kiln_test_support::corpus::{BASE_IMAGE, cases, corpus_dir, prepare_context};
+use kiln_test_support::snapshot::{Snapshot, base_tree, read_docker_archive, snapshot};
 
 use crate::images::import_busybox;
 use crate::support::{kiln, output};
@@ -37,4 +37,110 @@ fn imported_base_snapshots_as_nothing_changed() {
         serde_json::to_value(&snap.config).unwrap(),
         serde_json::json!({"Cmd": ["sh"]})
     );
+}
+
+/// Import the busybox base exactly as the reference did (`docker import`:
+/// no config changes).
+fn import_base(root: &std::path::Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rootfs.tar");
+    kiln_test_support::write_busybox_rootfs_tar(&path);
+    let (out, _, stderr) = output(kiln(root).arg("import").arg(&path).arg(BASE_IMAGE));
+    assert!(out.status.success(), "kiln import: {stderr}");
+}
+
+fn build(
+    root: &std::path::Path,
+    tag: &str,
+    dockerfile: &std::path::Path,
+    flags: &[String],
+    ctx: &std::path::Path,
+) -> Result<(), String> {
+    let (out, stdout, stderr) = output(
+        kiln(root)
+            .args([
+                "build",
+                "--progress",
+                "plain",
+                "--network",
+                "none",
+                "-t",
+                tag,
+                "-f",
+            ])
+            .arg(dockerfile)
+            .args(flags)
+            .arg(ctx),
+    );
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "kiln build failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        ))
+    }
+}
+
+/// Every case of `testdata/build/` built by kiln gives the image BuildKit
+/// gave (file system and config; see kiln_test_support::snapshot). Set
+/// `KILN_CORPUS_CASES=a,b` to run some cases only.
+#[test]
+fn corpus_matches_buildkit_needs_root() {
+    assert!(
+        rustix_is_root(),
+        "corpus_matches_buildkit_needs_root must run as root (RUN steps need namespaces)"
+    );
+    let only: Option<Vec<String>> = std::env::var("KILN_CORPUS_CASES")
+        .ok()
+        .map(|v| v.split(',').map(str::to_owned).collect());
+    let root = TempRoot::new();
+    import_base(root.path());
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for case in cases(&corpus_dir()) {
+        if only.as_ref().is_some_and(|o| !o.contains(&case.name)) {
+            continue;
+        }
+        ran += 1;
+        let text = std::fs::read_to_string(case.expected()).unwrap();
+        let expected = Snapshot::from_json(&text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx");
+        prepare_context(&case, &ctx);
+        if let Some(base) = case.base_dockerfile()
+            && let Err(e) = build(root.path(), &case.base_tag(), &base, &[], &ctx)
+        {
+            failures.push(format!("== {}: base image: {e}", case.name));
+            continue;
+        }
+        let tag = format!("corpus-case/{}:latest", case.name);
+        if let Err(e) = build(root.path(), &tag, &case.dockerfile(), &case.flags, &ctx) {
+            failures.push(format!("== {}: {e}", case.name));
+            continue;
+        }
+        let diff = expected.diff(&kiln_snapshot(root.path(), &tag));
+        if !diff.is_empty() {
+            failures.push(format!("== {}:\n  {}", case.name, diff.join("\n  ")));
+        }
+    }
+    assert!(ran > 0, "no corpus case matched KILN_CORPUS_CASES");
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} corpus cases differ from BuildKit:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+fn rustix_is_root() -> bool {
+    // SAFETY-free: geteuid via /proc is enough for a test guard.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
 }
