@@ -88,7 +88,7 @@ fn build(
 #[test]
 fn corpus_matches_buildkit_needs_root() {
     assert!(
-        rustix_is_root(),
+        is_root(),
         "corpus_matches_buildkit_needs_root must run as root (RUN steps need namespaces)"
     );
     let only: Option<Vec<String>> = std::env::var("KILN_CORPUS_CASES")
@@ -133,8 +133,8 @@ fn corpus_matches_buildkit_needs_root() {
     );
 }
 
-fn rustix_is_root() -> bool {
-    // SAFETY-free: geteuid via /proc is enough for a test guard.
+/// Whether this process runs as root (effective uid 0).
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
