@@ -75,7 +75,7 @@ cleanup() {
   if command -v buildah >/dev/null && [ -d "$work/buildah" ]; then
     buildah --root "$work/buildah/root" --runroot "$work/buildah/run" rm --all >/dev/null 2>&1 || true
   fi
-  grep -o " $work/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $work/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   umount -l "$work" 2>/dev/null || true
   rmdir "$work" 2>/dev/null || true
 }
@@ -205,11 +205,13 @@ for w in "${workloads[@]}"; do
     j=$work/json/$w.$tool
     echo "build.sh: $w / $tool"
     hyperfine --style basic --runs "$runs" --prepare "$reset" --export-json "$j.cold.json" "$build" \
-      >/dev/null 2>"$j.err" || { cat "$j.err"; echo "build.sh: $w / $tool cold failed" >&2; continue; }
+      >"$j.err" 2>&1 || { cat "$j.err"; echo "build.sh: $w / $tool cold failed" >&2; continue; }
     hyperfine --style basic --runs "$runs" --warmup 1 --export-json "$j.noop.json" "$build" \
-      >/dev/null 2>"$j.err" || { cat "$j.err"; echo "build.sh: $w / $tool no-op failed" >&2; }
+      >"$j.err" 2>&1 || { cat "$j.err"; echo "build.sh: $w / $tool no-op failed" >&2; }
     hyperfine --style basic --runs "$runs" --prepare "$change" --export-json "$j.changed.json" "$build" \
-      >/dev/null 2>"$j.err" || { cat "$j.err"; echo "build.sh: $w / $tool one-file-changed failed" >&2; }
+      >"$j.err" 2>&1 || { cat "$j.err"; echo "build.sh: $w / $tool one-file-changed failed" >&2; }
+    # Free the tmpfs for the next tool (10 × 100 MB builds pile up fast).
+    sh "$work/$tool-reset.sh" >/dev/null 2>&1 || true
   done
   rm -rf "$ctx"
 done
@@ -223,11 +225,12 @@ tools = ["kiln", "docker", "buildah"]
 present = [t for t in tools if any(os.path.exists(f"{jdir}/{w}.{t}.cold.json") for w in workloads)]
 def med(w, t, s):
     p = f"{jdir}/{w}.{t}.{s}.json"
-    if not os.path.exists(p):
-        return None
-    return json.load(open(p))["results"][0]["median"]
+    try:
+        return json.load(open(p))["results"][0]["median"]
+    except (OSError, ValueError, KeyError, IndexError):
+        return None  # not timed, or the runs failed (see the log)
 lines = [f"Whole-build medians in seconds ({runs} runs each; tmpfs; {os.cpu_count()} cores; {platform.node()})", "",
-         "| workload | scenario | " + " | ".join(present) + (" | docker/kiln |" if "docker" in present else " |"),
+         "| workload | scenario | " + " | ".join(present) + (" | docker/kiln (>1: kiln faster) |" if "docker" in present else " |"),
          "|---|---|" + "---|" * len(present) + ("---|" if "docker" in present else "")]
 for w in workloads:
     for s, name in (("cold", "cold"), ("noop", "no-op"), ("changed", "one file changed")):
@@ -235,7 +238,7 @@ for w in workloads:
         row = f"| {w} | {name} | " + " | ".join("—" if v is None else f"{v:.3f}" for v in vals) + " |"
         if "docker" in present:
             k, d = med(w, "kiln", s), med(w, "docker", s)
-            row += (f" {d / k:.1f}× |" if k and d else " — |")
+            row += (f" {d / k:.2f}× |" if k and d else " — |")
         lines.append(row)
 text = "\n".join(lines) + "\n"
 open(out, "w").write(text)

@@ -32,7 +32,7 @@ cleanup() {
     kill "$dockerd_pid" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.1; done
     # dockerd leaves overlay mounts of its data root behind only on a crash.
-    grep -o " $work/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount "$m" 2>/dev/null || true; done
+    { grep -o " $work/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount "$m" 2>/dev/null || true; done
   fi
   rm -rf "$work"
 }
