@@ -39,6 +39,24 @@ fn imported_base_snapshots_as_nothing_changed() {
     );
 }
 
+/// File a case's differences: a known gap must still differ, anything else
+/// must not.
+fn record(
+    name: &str,
+    gap: Option<&(&str, &str)>,
+    failures: Vec<String>,
+    gaps: &mut Vec<String>,
+    all: &mut Vec<String>,
+) {
+    match (gap, failures.is_empty()) {
+        (Some((_, why)), false) => gaps.push(format!("{name} ({why})")),
+        (Some(_), true) => all.push(format!(
+            "== {name}: matches BuildKit now; take it off KNOWN_GAPS"
+        )),
+        (None, _) => all.extend(failures),
+    }
+}
+
 /// Import the busybox base exactly as the reference did (`docker import`:
 /// no config changes).
 fn import_base(root: &std::path::Path) {
@@ -82,9 +100,15 @@ fn build(
     }
 }
 
+/// Cases where kiln is known to differ from BuildKit, each with the reason.
+/// They are still built and compared: the test fails when one of them
+/// starts to match (take it off this list then), so a gap can neither hide
+/// nor outlive its fix.
+const KNOWN_GAPS: &[(&str, &str)] = &[];
+
 /// Every case of `testdata/build/` built by kiln gives the image BuildKit
-/// gave (file system and config; see kiln_test_support::snapshot). Set
-/// `KILN_CORPUS_CASES=a,b` to run some cases only.
+/// gave (file system and config; see kiln_test_support::snapshot), except
+/// the [`KNOWN_GAPS`]. Set `KILN_CORPUS_CASES=a,b` to run some cases only.
 #[test]
 fn corpus_matches_buildkit_needs_root() {
     assert!(
@@ -96,13 +120,16 @@ fn corpus_matches_buildkit_needs_root() {
         .map(|v| v.split(',').map(str::to_owned).collect());
     let root = TempRoot::new();
     import_base(root.path());
-    let mut failures = Vec::new();
+    let mut all_failures = Vec::new();
+    let mut gaps = Vec::new();
     let mut ran = 0;
     for case in cases(&corpus_dir()) {
         if only.as_ref().is_some_and(|o| !o.contains(&case.name)) {
             continue;
         }
         ran += 1;
+        let gap = KNOWN_GAPS.iter().find(|(name, _)| *name == case.name);
+        let mut failures = Vec::new();
         let text = std::fs::read_to_string(case.expected()).unwrap();
         let expected = Snapshot::from_json(&text).unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -112,18 +139,27 @@ fn corpus_matches_buildkit_needs_root() {
             && let Err(e) = build(root.path(), &case.base_tag(), &base, &[], &ctx)
         {
             failures.push(format!("== {}: base image: {e}", case.name));
+            record(&case.name, gap, failures, &mut gaps, &mut all_failures);
             continue;
         }
         let tag = format!("corpus-case/{}:latest", case.name);
         if let Err(e) = build(root.path(), &tag, &case.dockerfile(), &case.flags, &ctx) {
             failures.push(format!("== {}: {e}", case.name));
+            record(&case.name, gap, failures, &mut gaps, &mut all_failures);
             continue;
         }
         let diff = expected.diff(&kiln_snapshot(root.path(), &tag));
         if !diff.is_empty() {
             failures.push(format!("== {}:\n  {}", case.name, diff.join("\n  ")));
         }
+        record(&case.name, gap, failures, &mut gaps, &mut all_failures);
     }
+    let failures = all_failures;
+    eprintln!(
+        "corpus: {ran} cases, {} known gaps: {}",
+        gaps.len(),
+        gaps.join("; ")
+    );
     assert!(ran > 0, "no corpus case matched KILN_CORPUS_CASES");
     assert!(
         failures.is_empty(),
