@@ -67,6 +67,40 @@ pub enum ContextError {
         /// What it is.
         kind: &'static str,
     },
+    /// A context archive (stdin or a tarball URL) is unusable.
+    #[error("context archive from {origin}: {reason}")]
+    Archive {
+        /// `stdin` or the URL.
+        origin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A git source could not be fetched or checked out.
+    #[error("git context `{url}`: {reason}")]
+    Git {
+        /// The repository URL (without the fragment).
+        url: String,
+        /// What went wrong, with git's own message when it has one.
+        reason: String,
+    },
+    /// A URL could not be downloaded.
+    #[error("downloading `{url}`: {reason}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// What went wrong (HTTP status, TLS, timeout, size limit).
+        reason: String,
+    },
+    /// The `#ref:subdir` part names a directory the source does not have.
+    #[error("{origin}: subdirectory `{subdir}` {reason}")]
+    Subdir {
+        /// The source.
+        origin: String,
+        /// The subdirectory as given.
+        subdir: String,
+        /// `does not exist`, `is not a directory`, `is outside the context`.
+        reason: &'static str,
+    },
     /// The stat cache file is unreadable or damaged.
     #[error("stat cache `{path}`: {reason}")]
     StatCache {

@@ -8,8 +8,14 @@
 //!
 //! # What a build calls
 //!
-//! 1. Open the context: [`Context::from_dir`] with a [`DockerfileSpec`]
-//!    (the default lookup, `-f PATH`, or `-f -` text). The Dockerfile is in
+//! 1. Open the context from the CONTEXT argument with an [`Opener`]
+//!    (`Opener::new(store_root.join("contexts")).dockerfile(spec).open(arg, stdin)`):
+//!    a directory, `-` (a tar in any compression, or a Dockerfile), a git
+//!    URL (`URL#REF:SUBDIR`, fetched with the `git` program, shallow, with
+//!    submodules) or a tarball URL (reqwest, streamed, size and redirect
+//!    limits). Remote sources are cached per URL and commit/content.
+//!    [`Context::from_dir`] opens a directory directly. The [`DockerfileSpec`]
+//!    is the default lookup, `-f PATH` or `-f -` text; the Dockerfile is in
 //!    [`Context::dockerfile`], always readable whatever the ignore rules say;
 //!    the rules ([`Context::ignore`]) come from `<Dockerfile>.dockerignore`
 //!    next to the Dockerfile, else `CONTEXT/.dockerignore`.
@@ -19,10 +25,27 @@
 //!    copy action's sources and flags ([`Context::checksum`]); it errors,
 //!    naming the source, when a source escapes the context, is excluded or
 //!    matches nothing (like the copy would).
+//!    For keys that explain a miss file by file, [`Context::select`] then
+//!    [`Context::file_sums`] give each entry's `KIND MODE UID:GID CONTENT`.
+//!    kiln-build's `BuildContext` maps onto this API: `root` →
+//!    [`Context::root`], `is_excluded` → [`Context::is_excluded`],
+//!    `has_exclusions` → `!ctx.ignore().is_empty()`, `checksum(include,
+//!    exclude)` → `select(include, &SourceOptions { exclude, ..default },
+//!    true)` then `file_sums` as (`file:PATH`, `sum.to_string()`).
 //! 4. The copy itself reads [`Context::root`]; entries for which
 //!    [`Context::is_excluded`] is true must be skipped (or use
 //!    [`Context::select`], which lists every entry a source list reads,
 //!    already filtered, each at `root().join(&entry.rel)`).
+//!
+//! # The checksum
+//!
+//! sha256 over a versioned encoding: for each source text, the paths it
+//! matched and, for each, the symlinks followed to reach it and every entry
+//! read (the matched entry, and a directory's whole filtered subtree in
+//! path order), each as `path, type, mode, uid, gid, link target, content
+//! sha256`. A change outside the selection (or to an excluded file) leaves
+//! it unchanged; a content change, rename, chmod, chown or symlink retarget
+//! inside changes it.
 //!
 //! # Example
 //!
@@ -52,16 +75,21 @@
 //! ```
 #![deny(missing_docs)]
 
+mod archive;
 mod error;
 mod gopath;
 mod hash;
 pub mod ignore;
 mod local;
+mod open;
+mod remote;
 
 pub use error::{ContextError, Result};
 pub use hash::{CacheStats, StatCache};
 pub use ignore::{Matcher, PatternError, Rule, Verdict};
 pub use local::{
-    Checksum, Context, DEFAULT_DOCKERFILE, Dockerfile, DockerfileSpec, Entry, EntryKind, Selection,
-    SourceOptions, find_ignore_file,
+    Checksum, Context, DEFAULT_DOCKERFILE, Dockerfile, DockerfileSpec, Entry, EntryKind, FileSum,
+    Selection, SourceOptions, find_ignore_file,
 };
+pub use open::Opener;
+pub use remote::{GitSource, Progress, ProgressFn, Source};

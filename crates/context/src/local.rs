@@ -56,6 +56,9 @@ pub struct Context {
     ignore: Arc<Matcher>,
     ignore_file: Option<PathBuf>,
     cache: Option<Arc<StatCache>>,
+    /// The directory of a context extracted for this build (stdin), removed
+    /// when the last clone is dropped.
+    _temp: Option<Arc<tempfile::TempDir>>,
 }
 
 /// Which entries one COPY/ADD source list reads, and how (the fields of
@@ -159,6 +162,39 @@ impl Entry {
     }
 }
 
+/// One entry's part of a cache key, for keys that can say which file
+/// changed (see [`Context::file_sums`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSum {
+    /// Relative to the context root; `.` for the root itself.
+    pub path: String,
+    /// File, directory or symlink.
+    pub kind: EntryKind,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// `sha256:<hex>` of a file's content, a symlink's target, or empty.
+    pub content: String,
+}
+
+impl std::fmt::Display for FileSum {
+    /// `KIND MODE UID:GID CONTENT`, e.g. `file 644 0:0 sha256:…`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {:o} {}:{} {}",
+            self.kind.tag(),
+            self.mode,
+            self.uid,
+            self.gid,
+            self.content
+        )
+    }
+}
+
 /// A checksum of context content (sha256), as `sha256:<hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Checksum(String);
@@ -224,7 +260,14 @@ impl Context {
     /// docker finds it; the ignore file is `<Dockerfile>.dockerignore`
     /// next to the Dockerfile if there is one, else `CONTEXT/.dockerignore`.
     pub fn from_dir(dir: impl AsRef<Path>, dockerfile: DockerfileSpec) -> Result<Context> {
-        let dir = dir.as_ref();
+        Context::from_root(dir.as_ref(), dockerfile, None)
+    }
+
+    pub(crate) fn from_root(
+        dir: &Path,
+        dockerfile: DockerfileSpec,
+        temp: Option<Arc<tempfile::TempDir>>,
+    ) -> Result<Context> {
         let root = match std::fs::canonicalize(dir) {
             Ok(p) if p.is_dir() => p,
             _ => {
@@ -239,7 +282,16 @@ impl Context {
                 name: "-".to_owned(),
                 text,
             },
-            DockerfileSpec::Path(p) => read_dockerfile(&p, p.display().to_string())?,
+            DockerfileSpec::Path(p) => {
+                // Inside a fetched context, name it relative to the root.
+                let name = p
+                    .strip_prefix(dir)
+                    .or_else(|_| p.strip_prefix(&root))
+                    .unwrap_or(&p)
+                    .display()
+                    .to_string();
+                read_dockerfile(&p, name)?
+            }
             DockerfileSpec::Default => {
                 let upper = root.join(DEFAULT_DOCKERFILE);
                 let lower = root.join("dockerfile");
@@ -264,6 +316,7 @@ impl Context {
             ignore: Arc::new(Matcher::empty()),
             ignore_file: None,
             cache: None,
+            _temp: temp,
         };
         ctx.load_default_ignore()?;
         Ok(ctx)
@@ -475,22 +528,50 @@ impl Context {
         Ok(Some(format!("sha256:{}", hex::encode(d))))
     }
 
-    /// The checksum of a selection made by [`Context::select`].
-    pub fn checksum_of(&self, selection: &Selection) -> Result<Checksum> {
-        // Hash every file once, in parallel.
-        let files: Vec<&Entry> = selection
-            .entries()
-            .into_iter()
-            .filter(|e| e.kind == EntryKind::File)
-            .collect();
-        let digests: Vec<(PathBuf, [u8; 32])> = files
+    /// The content digests of the files of `entries`, in parallel.
+    fn digests(&self, entries: &[&Entry]) -> Result<std::collections::HashMap<PathBuf, [u8; 32]>> {
+        let digests: Vec<(PathBuf, [u8; 32])> = entries
             .par_iter()
+            .filter(|e| e.kind == EntryKind::File)
             .map(|e| {
                 let d = file_digest(&self.root.join(&e.rel), &e.stamp, self.cache.as_deref())?;
                 Ok((e.rel.clone(), d))
             })
             .collect::<Result<_>>()?;
-        let digests: std::collections::HashMap<PathBuf, [u8; 32]> = digests.into_iter().collect();
+        Ok(digests.into_iter().collect())
+    }
+
+    /// Every entry a selection reads with its metadata and content digest,
+    /// sorted by path: the per-file form of [`Context::checksum_of`], for
+    /// cache keys that can explain a miss file by file.
+    pub fn file_sums(&self, selection: &Selection) -> Result<Vec<FileSum>> {
+        let entries = selection.entries();
+        let digests = self.digests(&entries)?;
+        Ok(entries
+            .iter()
+            .map(|e| FileSum {
+                path: if e.rel.as_os_str().is_empty() {
+                    ".".to_owned()
+                } else {
+                    e.rel.to_string_lossy().into_owned()
+                },
+                kind: e.kind,
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                content: match (&e.link_target, digests.get(&e.rel)) {
+                    (Some(t), _) => t.to_string_lossy().into_owned(),
+                    (None, Some(d)) => format!("sha256:{}", hex::encode(d)),
+                    (None, None) => String::new(),
+                },
+            })
+            .collect())
+    }
+
+    /// The checksum of a selection made by [`Context::select`].
+    pub fn checksum_of(&self, selection: &Selection) -> Result<Checksum> {
+        // Hash every file once, in parallel.
+        let digests = self.digests(&selection.entries())?;
 
         let mut h = Sha256::new();
         h.update(b"kiln-context-checksum-v1\n");
@@ -651,7 +732,7 @@ fn read_dockerfile(path: &Path, name: String) -> Result<Dockerfile> {
 
 /// A source path cleaned lexically; `..` past the root is an error (the
 /// context has nothing above its root).
-fn lexical(text: &str) -> Result<PathBuf> {
+pub(crate) fn lexical(text: &str) -> Result<PathBuf> {
     let mut out = PathBuf::new();
     for c in Path::new(text).components() {
         match c {

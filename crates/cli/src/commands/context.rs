@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use kiln_context::{Context, DockerfileSpec, EntryKind, Matcher};
+use kiln_context::{DockerfileSpec, EntryKind, Matcher, Opener};
 use serde_json::json;
 
 use crate::Exit;
+use crate::cli::GlobalArgs;
 use crate::humanize;
 
 /// Arguments of `kiln context`.
@@ -35,17 +36,25 @@ Prints one path per line (directories end in `/`, symlinks show their target),
 then a total. The Dockerfile and the ignore file are always readable by the
 build, but `COPY .` copies them only when they are listed here.
 
+CONTEXT is a directory, `-` (a tar archive, plain or compressed, or a
+Dockerfile on stdin), a git URL (`https://host/o/r.git#REF:SUBDIR`,
+`git@host:o/r.git`, `git://…`, `ssh://…`, `github.com/o/r`) or a tarball
+URL. Remote contexts are fetched into ROOT/contexts and reused while their
+ref or content is unchanged.
+
 Examples:
   kiln context ls
-  kiln context ls -f build/app.Dockerfile .")]
+  kiln context ls -f build/app.Dockerfile .
+  tar -cz . | kiln context ls -
+  kiln context ls 'https://example.com/app.git#v1.2:docker'")]
 pub struct LsArgs {
     /// The Dockerfile (selects `<Dockerfile>.dockerignore` when it exists)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
 
-    /// The context directory
-    #[arg(value_name = "CONTEXT", default_value = ".")]
-    pub context: PathBuf,
+    /// The context: a directory, `-`, a git URL or a tarball URL
+    #[arg(value_name = "CONTEXT|URL|-", default_value = ".")]
+    pub context: String,
 }
 
 /// Output formats of `kiln context why`.
@@ -91,20 +100,27 @@ pub struct WhyArgs {
     pub context: PathBuf,
 }
 
-pub fn run(args: &ContextArgs) -> Result<Exit> {
+pub fn run(global: &GlobalArgs, args: &ContextArgs) -> Result<Exit> {
     match &args.command {
-        ContextCommand::Ls(a) => ls(a),
+        ContextCommand::Ls(a) => ls(global, a),
         ContextCommand::Why(a) => why(a),
     }
 }
 
-fn ls(args: &LsArgs) -> Result<Exit> {
+fn ls(global: &GlobalArgs, args: &LsArgs) -> Result<Exit> {
     let spec = match &args.file {
+        Some(f) if f.as_os_str() == "-" => {
+            let mut text = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut text)?;
+            DockerfileSpec::Text(text)
+        }
         Some(f) => DockerfileSpec::Path(f.clone()),
         None => DockerfileSpec::Default,
     };
-    let ctx = Context::from_dir(&args.context, spec)
-        .with_context(|| format!("cannot open build context `{}`", args.context.display()))?;
+    let opener = Opener::new(global.root_dir().join("contexts")).dockerfile(spec);
+    let ctx = opener
+        .open(&args.context, std::io::stdin().lock())
+        .with_context(|| format!("cannot open build context `{}`", args.context))?;
     let entries = ctx.walk()?;
     let (mut files, mut dirs, mut links, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut out = String::new();

@@ -47,6 +47,6 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Logout(args) => logout::run(&args),
         Command::Parse(args) => parse::run(&args),
         Command::Check(args) => check::run(&args),
-        Command::Context(args) => context::run(&args),
+        Command::Context(args) => context::run(&global, &args),
     }
 }

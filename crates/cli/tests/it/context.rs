@@ -147,3 +147,47 @@ fn ls_lists_what_the_build_sees_with_a_total() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("missing"), "{stderr}");
 }
+
+#[test]
+fn ls_reads_a_tar_or_a_dockerfile_from_stdin() {
+    use std::io::Write as _;
+    let dir = project();
+    let store = tempfile::tempdir().unwrap();
+    let tar = std::process::Command::new("tar")
+        .args(["-cz", "-C"])
+        .arg(dir.path())
+        .args(["Dockerfile", "main.c"])
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let run = |input: &[u8]| {
+        let mut child = kiln(store.path())
+            .args(["context", "ls", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&tar.stdout);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("Dockerfile\nmain.c\ntotal: 2 files"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = run(b"FROM scratch\n");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("total: 0 files"), "{stdout}");
+    let mut bad = tar.stdout.clone();
+    bad.truncate(bad.len() / 2);
+    let (code, _, stderr) = run(&bad);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("context archive from stdin"), "{stderr}");
+}

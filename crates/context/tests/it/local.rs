@@ -257,3 +257,30 @@ fn missing_and_excluded_sources_are_errors() {
     assert!(ctx.checksum(&["docs/*"], &opts, true).is_ok());
     assert!(ctx.checksum(&["*.nothing"], &opts, false).is_err());
 }
+
+#[test]
+fn file_sums_list_each_entry_read() {
+    let dir = tree();
+    let r = dir.path();
+    symlink("main.c", r.join("src/link")).unwrap();
+    let ctx = open(r);
+    let sel = ctx
+        .select(&["src"], &SourceOptions::default(), false)
+        .unwrap();
+    let sums = ctx.file_sums(&sel).unwrap();
+    let paths: Vec<&str> = sums.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["src", "src/link", "src/main.c", "src/util.c", "src/util.h"]
+    );
+    assert_eq!(sums[1].content, "main.c");
+    assert_eq!(sums[1].kind, EntryKind::Symlink);
+    // sha256("int main;")
+    assert!(sums[2].to_string().starts_with("file 644 "), "{}", sums[2]);
+    assert!(sums[2].content.starts_with("sha256:"), "{}", sums[2]);
+    assert!(sums[0].content.is_empty());
+    let root = ctx
+        .select(&["."], &SourceOptions::default(), false)
+        .unwrap();
+    assert_eq!(ctx.file_sums(&root).unwrap()[0].path, ".");
+}

@@ -1,4 +1,8 @@
 //! Integration tests of kiln-context.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns
+mod git;
 mod ignore_table;
 mod local;
+mod statcache;
+mod stdin;
+mod url;

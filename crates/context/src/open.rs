@@ -1,0 +1,200 @@
+//! Opening any kind of context from `kiln build`'s CONTEXT argument.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::archive;
+use crate::error::{ContextError, Result};
+use crate::local::{Context, DockerfileSpec};
+use crate::remote::{Fetched, Fetcher, Progress, Source, subdir};
+
+/// Opens build contexts of every kind — a directory, `-` (stdin), a git
+/// URL, a tarball URL — the way `docker build` reads its arguments.
+/// Remote sources are fetched once into `cache_dir` (the store's cache)
+/// and reused while their ref or content is unchanged.
+#[derive(Clone)]
+pub struct Opener {
+    fetcher: Fetcher,
+    dockerfile: DockerfileSpec,
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opener")
+            .field("cache_dir", &self.fetcher.cache_dir)
+            .field("dockerfile", &self.dockerfile)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Opener {
+    /// An opener that caches remote sources under `cache_dir`. Defaults:
+    /// the default Dockerfile lookup, downloads up to 4 GiB, 30 s to
+    /// connect, 10 redirects.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Opener {
+        Opener {
+            fetcher: Fetcher {
+                cache_dir: cache_dir.into(),
+                max_download: 4 << 30,
+                timeout: Duration::from_secs(30),
+                max_redirects: 10,
+                progress: None,
+            },
+            dockerfile: DockerfileSpec::Default,
+        }
+    }
+
+    /// Where the Dockerfile comes from (`-f`). For remote and stdin
+    /// contexts a path is relative to the context root.
+    #[must_use]
+    pub fn dockerfile(mut self, spec: DockerfileSpec) -> Opener {
+        self.dockerfile = spec;
+        self
+    }
+
+    /// The largest download accepted, in bytes.
+    #[must_use]
+    pub fn max_download_size(mut self, bytes: u64) -> Opener {
+        self.fetcher.max_download = bytes;
+        self
+    }
+
+    /// How long to wait for a connection (and, for downloads, between
+    /// bytes is unlimited: large contexts on slow links are fine).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Opener {
+        self.fetcher.timeout = timeout;
+        self
+    }
+
+    /// How many HTTP redirects to follow.
+    #[must_use]
+    pub fn max_redirects(mut self, n: usize) -> Opener {
+        self.fetcher.max_redirects = n;
+        self
+    }
+
+    /// Report fetch progress to `f`.
+    #[must_use]
+    pub fn progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Opener {
+        self.fetcher.progress = Some(Arc::new(f));
+        self
+    }
+
+    /// Open the context named by `arg` (see [`Source::parse`]); `stdin` is
+    /// read only when `arg` is `-`.
+    pub fn open(&self, arg: &str, stdin: impl Read) -> Result<Context> {
+        self.open_source(&Source::parse(arg), stdin)
+    }
+
+    /// Open a classified source.
+    pub fn open_source(&self, source: &Source, stdin: impl Read) -> Result<Context> {
+        match source {
+            Source::Dir(dir) => Context::from_dir(dir, self.dockerfile.clone()),
+            Source::Stdin => {
+                if matches!(self.dockerfile, DockerfileSpec::Text(_)) {
+                    return Err(ContextError::Archive {
+                        origin: "stdin".to_owned(),
+                        reason:
+                            "stdin can't be both the context and the Dockerfile (`-f -` with `-`)"
+                                .to_owned(),
+                    });
+                }
+                self.stdin(stdin)
+            }
+            Source::Git(g) => {
+                let checkout = self.fetcher.git(g)?;
+                let root = match &g.subdir {
+                    Some(s) => subdir(&checkout, s, &g.to_string())?,
+                    None => checkout,
+                };
+                inside(Context::from_root(
+                    &root,
+                    self.remote_dockerfile(&root)?,
+                    None,
+                )?)
+            }
+            Source::Url(url) => match self.fetcher.url(url)? {
+                Fetched::Dir(root) => inside(Context::from_root(
+                    &root,
+                    self.remote_dockerfile(&root)?,
+                    None,
+                )?),
+                Fetched::Text(text) => self.text_only(text),
+            },
+        }
+    }
+
+    fn stdin(&self, mut stdin: impl Read) -> Result<Context> {
+        // Docker looks at the first 1 KiB to tell an archive from a Dockerfile.
+        let mut head = Vec::with_capacity(1024);
+        (&mut stdin).take(1024).read_to_end(&mut head)?;
+        let mut reader = std::io::Cursor::new(head.clone()).chain(stdin);
+        if !archive::is_archive(&head) {
+            let mut text = Vec::new();
+            reader.read_to_end(&mut text)?;
+            return self.text_only(text);
+        }
+        let tmp = self.temp_dir()?;
+        archive::extract(reader, tmp.path(), "stdin")?;
+        let root = tmp.path().to_path_buf();
+        inside(Context::from_root(
+            &root,
+            self.remote_dockerfile(&root)?,
+            Some(Arc::new(tmp)),
+        )?)
+    }
+
+    /// A Dockerfile with an empty context (stdin or a URL holding text).
+    fn text_only(&self, text: Vec<u8>) -> Result<Context> {
+        let tmp = self.temp_dir()?;
+        let root = tmp.path().to_path_buf();
+        Context::from_root(&root, DockerfileSpec::Text(text), Some(Arc::new(tmp)))
+    }
+
+    fn temp_dir(&self) -> Result<tempfile::TempDir> {
+        let dir = self.fetcher.cache_dir.join("tmp");
+        fs_err::create_dir_all(&dir)?;
+        Ok(tempfile::Builder::new().prefix("ctx-").tempdir_in(&dir)?)
+    }
+
+    /// `-f PATH` inside a fetched context: relative to its root, and
+    /// never outside it.
+    fn remote_dockerfile(&self, root: &Path) -> Result<DockerfileSpec> {
+        Ok(match &self.dockerfile {
+            DockerfileSpec::Path(p) => {
+                let rel = crate::local::lexical(&p.to_string_lossy())?;
+                DockerfileSpec::Path(root.join(rel))
+            }
+            other => other.clone(),
+        })
+    }
+}
+
+/// A fetched context's Dockerfile and ignore file must be inside it: a
+/// symlink in a repository or an archive must not make kiln read a file
+/// of this machine.
+fn inside(ctx: Context) -> Result<Context> {
+    let root = ctx.root().to_path_buf();
+    let dockerfile = ctx
+        .dockerfile()
+        .path
+        .clone()
+        .map(|p| (p, ctx.dockerfile().name.clone()));
+    let ignore = ctx.ignore_file().map(|p| {
+        let shown = p.strip_prefix(&root).unwrap_or(p).display().to_string();
+        (p.to_path_buf(), shown)
+    });
+    for (path, shown) in [dockerfile, ignore].into_iter().flatten() {
+        let real = std::fs::canonicalize(&path)?;
+        if !real.starts_with(&root) {
+            return Err(ContextError::Escape {
+                path: shown.clone(),
+                via: Some(PathBuf::from(shown)),
+            });
+        }
+    }
+    Ok(ctx)
+}

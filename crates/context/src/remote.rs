@@ -1,0 +1,693 @@
+//! Where a context comes from, as `docker build` reads its argument, and
+//! fetching remote ones: git repositories (with the `git` program) and
+//! tarball URLs (reqwest), cached per URL and commit/content.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::archive;
+use crate::error::{ContextError, Result};
+
+/// A build context argument, classified like docker does: `-` is stdin,
+/// an existing directory is local, then git URLs, then `http(s)://` URLs;
+/// anything else is a (missing) local directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A local directory.
+    Dir(PathBuf),
+    /// `-`: a tar archive (plain or compressed) or a Dockerfile on stdin.
+    Stdin,
+    /// A git repository.
+    Git(GitSource),
+    /// An `http(s)://` URL of a tar archive (or of a Dockerfile).
+    Url(String),
+}
+
+/// A git context: `URL[#REF][:SUBDIR]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitSource {
+    /// What git clones (`github.com/o/r` becomes `https://github.com/o/r`).
+    pub url: String,
+    /// Branch, tag, commit (full or short) or any ref (`refs/pull/1/head`);
+    /// `None` for the remote's HEAD.
+    pub reference: Option<String>,
+    /// The directory inside the repository that is the context root.
+    pub subdir: Option<String>,
+}
+
+impl std::fmt::Display for GitSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)?;
+        if self.reference.is_some() || self.subdir.is_some() {
+            write!(f, "#{}", self.reference.as_deref().unwrap_or(""))?;
+            if let Some(s) = &self.subdir {
+                write!(f, ":{s}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Source {
+    /// Classify a context argument.
+    pub fn parse(arg: &str) -> Source {
+        if arg == "-" {
+            return Source::Stdin;
+        }
+        if Path::new(arg).is_dir() {
+            return Source::Dir(PathBuf::from(arg));
+        }
+        if is_git_url(arg) {
+            return Source::Git(GitSource::parse(arg));
+        }
+        if arg.starts_with("http://") || arg.starts_with("https://") {
+            return Source::Url(arg.to_owned());
+        }
+        Source::Dir(PathBuf::from(arg))
+    }
+}
+
+/// docker's `IsGitURL`, plus `ssh://` (which BuildKit accepts) and
+/// `file://` (a repository on this machine; kiln's addition): an http(s)
+/// URL whose path ends in `.git` (before a fragment), or a `git://`,
+/// `git@`, `ssh://`, `file://` or `github.com/` prefix.
+fn is_git_url(s: &str) -> bool {
+    if s.starts_with("http://") || s.starts_with("https://") {
+        let before = s.split('#').next().unwrap_or(s);
+        return Path::new(before)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("git"));
+    }
+    ["git://", "git@", "ssh://", "file://", "github.com/"]
+        .iter()
+        .any(|p| s.starts_with(p))
+}
+
+impl GitSource {
+    /// Split `URL#REF:SUBDIR` (docker's fragment syntax).
+    pub fn parse(arg: &str) -> GitSource {
+        let (url, fragment) = match arg.split_once('#') {
+            Some((u, f)) => (u, Some(f)),
+            None => (arg, None),
+        };
+        let url = if url.starts_with("github.com/") {
+            format!("https://{url}")
+        } else {
+            url.to_owned()
+        };
+        let (reference, subdir) = match fragment {
+            Some(f) => {
+                let (r, d) = match f.split_once(':') {
+                    Some((r, d)) => (r, Some(d)),
+                    None => (f, None),
+                };
+                (
+                    Some(r.to_owned()).filter(|r| !r.is_empty()),
+                    d.map(str::to_owned).filter(|d| !d.is_empty()),
+                )
+            }
+            None => (None, None),
+        };
+        GitSource {
+            url,
+            reference,
+            subdir,
+        }
+    }
+}
+
+/// Something that happened while fetching a remote context, for the CLI to
+/// render (libraries never print).
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// Bytes of a download so far.
+    Download {
+        /// The URL.
+        url: String,
+        /// Bytes received.
+        done: u64,
+        /// Content length, when the server said.
+        total: Option<u64>,
+    },
+    /// A git step started (`ls-remote`, `fetch`, `checkout`, `submodules`).
+    Git {
+        /// The repository.
+        url: String,
+        /// The step.
+        step: &'static str,
+    },
+    /// A remote source was found in the cache; nothing was fetched.
+    Cached {
+        /// The source.
+        source: String,
+    },
+}
+
+/// A progress callback.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// Limits and hooks for fetching remote contexts.
+#[derive(Clone)]
+pub(crate) struct Fetcher {
+    pub cache_dir: PathBuf,
+    pub max_download: u64,
+    pub timeout: Duration,
+    pub max_redirects: usize,
+    pub progress: Option<ProgressFn>,
+}
+
+impl Fetcher {
+    fn report(&self, p: &Progress) {
+        if let Some(f) = &self.progress {
+            f(p);
+        }
+    }
+
+    /// Fetch a git source into the cache; returns the checkout's root
+    /// (the repository root, before `subdir`).
+    pub(crate) fn git(&self, src: &GitSource) -> Result<PathBuf> {
+        let err = |reason: String| ContextError::Git {
+            url: src.url.clone(),
+            reason,
+        };
+        let reference = src.reference.as_deref().unwrap_or("HEAD");
+        if reference.starts_with('-') {
+            return Err(err(format!("invalid ref `{reference}`")));
+        }
+        let dir = self.cache_dir.join("git").join(short_hash(&src.url));
+        fs_err::create_dir_all(&dir)?;
+        // Resolve the ref to a commit first: a cached checkout of that
+        // commit is reused without fetching.
+        let commit = if is_hex(reference, 40) {
+            Some(reference.to_owned())
+        } else {
+            self.report(&Progress::Git {
+                url: src.url.clone(),
+                step: "ls-remote",
+            });
+            let out = git(None, &["ls-remote", "--", &src.url, reference])
+                .map_err(|e| err(format!("cannot list its refs: {e}")))?;
+            pick_ref(&out, reference)
+        };
+        let key = match &commit {
+            Some(c) => c.clone(),
+            None if is_hex(reference, 0) && reference.len() >= 4 => {
+                format!("short-{reference}")
+            }
+            None => return Err(err(format!("unknown ref `{reference}`"))),
+        };
+        let done = dir.join(&key);
+        if done.is_dir() {
+            self.report(&Progress::Cached {
+                source: src.to_string(),
+            });
+            return Ok(done);
+        }
+        let tmp = tempfile::Builder::new().prefix("tmp-").tempdir_in(&dir)?;
+        let work = tmp.path();
+        git(Some(work), &["init", "-q"]).map_err(err)?;
+        git(Some(work), &["remote", "add", "origin", &src.url]).map_err(err)?;
+        self.report(&Progress::Git {
+            url: src.url.clone(),
+            step: "fetch",
+        });
+        // By commit when known (protocol v2 serves any reachable object),
+        // else by name; both shallow. A short commit needs the full history.
+        let mut wants: Vec<&str> = commit.iter().map(String::as_str).collect();
+        if commit.as_deref() != Some(reference) {
+            wants.push(reference);
+        }
+        let mut failures = Vec::new();
+        let mut target = "FETCH_HEAD".to_owned();
+        let fetched = wants.iter().any(|want| {
+            let r = git(
+                Some(work),
+                &[
+                    "fetch",
+                    "-q",
+                    "--depth",
+                    "1",
+                    "--no-tags",
+                    "origin",
+                    "--",
+                    want,
+                ],
+            );
+            r.map_err(|e| failures.push(e)).is_ok()
+        });
+        if !fetched {
+            let full = git(
+                Some(work),
+                &[
+                    "fetch",
+                    "-q",
+                    "origin",
+                    "+refs/heads/*:refs/remotes/origin/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+            );
+            if let Err(e) = full {
+                failures.push(e);
+                return Err(err(format!(
+                    "fetching `{reference}` failed: {}",
+                    failures.join("; ")
+                )));
+            }
+            let found = [reference.to_owned(), format!("origin/{reference}")]
+                .iter()
+                .find_map(|name| {
+                    git(
+                        Some(work),
+                        &["rev-parse", "--verify", "-q", &format!("{name}^{{commit}}")],
+                    )
+                    .ok()
+                })
+                .ok_or_else(|| err(format!("unknown ref `{reference}`")))?;
+            found.trim().clone_into(&mut target);
+        }
+        self.report(&Progress::Git {
+            url: src.url.clone(),
+            step: "checkout",
+        });
+        git(Some(work), &["checkout", "-q", "--detach", &target]).map_err(err)?;
+        // The commit checked out names the cache entry (the ref may have
+        // moved between ls-remote and fetch).
+        let head = git(Some(work), &["rev-parse", "HEAD"]).map_err(err)?;
+        let done = if commit.is_some() {
+            dir.join(head.trim())
+        } else {
+            done
+        };
+        if work.join(".gitmodules").exists() {
+            self.report(&Progress::Git {
+                url: src.url.clone(),
+                step: "submodules",
+            });
+            git(
+                Some(work),
+                &[
+                    "submodule",
+                    "update",
+                    "-q",
+                    "--init",
+                    "--recursive",
+                    "--depth=1",
+                ],
+            )
+            .map_err(|e| err(format!("submodules: {e}")))?;
+        }
+        remove_git_dirs(work)?;
+        let kept = tmp.keep();
+        match std::fs::rename(&kept, &done) {
+            Ok(()) => Ok(done),
+            // Another process finished the same checkout first.
+            Err(_) if done.is_dir() => {
+                let _ = std::fs::remove_dir_all(&kept);
+                Ok(done)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&kept);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Download `url` into the cache. Returns the extracted context
+    /// directory, or the text when the URL holds a plain file (a
+    /// Dockerfile, like docker accepts).
+    pub(crate) fn url(&self, url: &str) -> Result<Fetched> {
+        let err = |reason: String| ContextError::Download {
+            url: url.to_owned(),
+            reason,
+        };
+        let dir = self.cache_dir.join("url").join(short_hash(url));
+        fs_err::create_dir_all(&dir)?;
+        let client = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(self.max_redirects))
+            .connect_timeout(self.timeout)
+            .timeout(None)
+            .build()
+            .map_err(|e| err(describe(&e)))?;
+        let meta_path = dir.join("validators");
+        let validators = std::fs::read_to_string(&meta_path).unwrap_or_default();
+        let mut req = client.get(url);
+        let mut cached_digest = None;
+        for line in validators.lines() {
+            if let Some(v) = line.strip_prefix("etag ") {
+                req = req.header(reqwest::header::IF_NONE_MATCH, v);
+            } else if let Some(v) = line.strip_prefix("last-modified ") {
+                req = req.header(reqwest::header::IF_MODIFIED_SINCE, v);
+            } else if let Some(v) = line.strip_prefix("digest ") {
+                cached_digest = Some(v.to_owned());
+            }
+        }
+        let mut resp = req.send().map_err(|e| err(describe(&e)))?;
+        if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
+            if let Some(d) = &cached_digest
+                && let Some(f) = Fetched::load(&dir, d)
+            {
+                self.report(&Progress::Cached {
+                    source: url.to_owned(),
+                });
+                return Ok(f);
+            }
+            return Err(err(
+                "the server answered 304 Not Modified to a request kiln did not make conditional"
+                    .to_owned(),
+            ));
+        }
+        if !resp.status().is_success() {
+            return Err(err(format!("HTTP {}", resp.status())));
+        }
+        let total = resp.content_length();
+        if let Some(t) = total
+            && t > self.max_download
+        {
+            return Err(err(format!(
+                "it is {t} bytes, more than the limit of {} bytes",
+                self.max_download
+            )));
+        }
+        let mut file = tempfile::NamedTempFile::new_in(&dir)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut done = 0u64;
+        let mut last_report = 0u64;
+        loop {
+            let n = resp
+                .read(&mut buf)
+                .map_err(|e| err(format!("reading the response: {}", chain(&e))))?;
+            if n == 0 {
+                break;
+            }
+            done += n as u64;
+            if done > self.max_download {
+                return Err(err(format!(
+                    "more than the limit of {} bytes",
+                    self.max_download
+                )));
+            }
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n])?;
+            if done - last_report >= 1 << 20 {
+                last_report = done;
+                self.report(&Progress::Download {
+                    url: url.to_owned(),
+                    done,
+                    total,
+                });
+            }
+        }
+        if let Some(t) = total
+            && done < t
+        {
+            return Err(err(format!(
+                "the connection closed after {done} of {t} bytes"
+            )));
+        }
+        self.report(&Progress::Download {
+            url: url.to_owned(),
+            done,
+            total,
+        });
+        file.as_file().sync_all()?;
+        let digest = hex::encode(hasher.finalize());
+        let mut validators = format!("digest {digest}\n");
+        for (name, key) in [
+            (reqwest::header::ETAG, "etag"),
+            (reqwest::header::LAST_MODIFIED, "last-modified"),
+        ] {
+            if let Some(v) = resp.headers().get(name).and_then(|v| v.to_str().ok()) {
+                let _ = writeln!(validators, "{key} {v}");
+            }
+        }
+        let fetched = if let Some(f) = Fetched::load(&dir, &digest) {
+            f
+        } else {
+            let mut reader = BufReader::new(fs_err::File::open(file.path())?);
+            let head = reader.fill_buf()?.to_vec();
+            if archive::is_archive(&head) {
+                let tmp = tempfile::Builder::new().prefix("tmp-").tempdir_in(&dir)?;
+                archive::extract(reader, tmp.path(), url)?;
+                let kept = tmp.keep();
+                let target = dir.join(&digest);
+                if std::fs::rename(&kept, &target).is_err() {
+                    let _ = std::fs::remove_dir_all(&kept);
+                }
+                Fetched::Dir(target)
+            } else {
+                let target = dir.join(format!("{digest}.txt"));
+                file.persist(&target).map_err(|e| e.error)?;
+                Fetched::Text(fs_err::read(&target)?)
+            }
+        };
+        let tmp_meta = meta_path.with_extension("tmp");
+        fs_err::write(&tmp_meta, validators)?;
+        fs_err::rename(&tmp_meta, &meta_path)?;
+        Ok(fetched)
+    }
+}
+
+/// What a URL held.
+pub(crate) enum Fetched {
+    /// An archive, extracted here.
+    Dir(PathBuf),
+    /// A plain file: a Dockerfile.
+    Text(Vec<u8>),
+}
+
+impl Fetched {
+    fn load(dir: &Path, digest: &str) -> Option<Fetched> {
+        let d = dir.join(digest);
+        if d.is_dir() {
+            return Some(Fetched::Dir(d));
+        }
+        std::fs::read(dir.join(format!("{digest}.txt")))
+            .ok()
+            .map(Fetched::Text)
+    }
+}
+
+/// reqwest's error with its causes (TLS, DNS, timeouts say what they are).
+fn describe(e: &reqwest::Error) -> String {
+    let mut s = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "cannot connect".to_owned()
+    } else if e.is_redirect() {
+        "too many redirects".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+/// An error and its causes, `a: b: c`, without repeats.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+/// Run git; its stdout, or its stderr as the error.
+fn git(dir: Option<&Path>, args: &[&str]) -> std::result::Result<String, String> {
+    let mut cmd = Command::new("git");
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    cmd.args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .stdin(Stdio::null());
+    let out = cmd.output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            "the `git` program is not installed".to_owned()
+        } else {
+            format!("cannot run git: {e}")
+        }
+    })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let msg = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        Err(if msg.is_empty() {
+            format!(
+                "git {} failed ({})",
+                args.first().unwrap_or(&""),
+                out.status
+            )
+        } else {
+            msg
+        })
+    }
+}
+
+/// The commit `reference` names in `git ls-remote` output: the exact ref,
+/// else a branch, else a tag (peeled to its commit).
+fn pick_ref(ls: &str, reference: &str) -> Option<String> {
+    let refs: Vec<(&str, &str)> = ls.lines().filter_map(|l| l.split_once('\t')).collect();
+    let find = |name: &str| {
+        refs.iter()
+            .find(|(_, r)| *r == name)
+            .map(|(h, _)| (*h).to_owned())
+    };
+    find(&format!("refs/tags/{reference}^{{}}"))
+        .or_else(|| find(reference))
+        .or_else(|| find(&format!("refs/heads/{reference}")))
+        .or_else(|| find(&format!("refs/tags/{reference}")))
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    (len == 0 || s.len() == len) && !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn short_hash(s: &str) -> String {
+    hex::encode(&Sha256::digest(s.as_bytes())[..16])
+}
+
+/// Remove `.git` (the repository and submodules' gitdir files): the
+/// context is the checked-out tree only.
+fn remove_git_dirs(root: &Path) -> Result<()> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let ft = entry.file_type()?;
+            if entry.file_name() == ".git" {
+                if ft.is_dir() {
+                    fs_err::remove_dir_all(&path)?;
+                } else {
+                    fs_err::remove_file(&path)?;
+                }
+            } else if ft.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `subdir` of `root`, resolved inside it (symlinks followed, never out).
+pub(crate) fn subdir(root: &Path, sub: &str, source: &str) -> Result<PathBuf> {
+    let fail = |reason| ContextError::Subdir {
+        origin: source.to_owned(),
+        subdir: sub.to_owned(),
+        reason,
+    };
+    let mut out = PathBuf::new();
+    let mut hops = 0;
+    let mut parts: Vec<std::ffi::OsString> = Path::new(sub)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    parts.reverse();
+    while let Some(name) = parts.pop() {
+        if name == ".." {
+            if !out.pop() {
+                return Err(fail("is outside the context"));
+            }
+            continue;
+        }
+        let cand = out.join(&name);
+        match std::fs::symlink_metadata(root.join(&cand)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(fail("has a symlink loop"));
+                }
+                let t = fs_err::read_link(root.join(&cand))?;
+                if t.is_absolute() {
+                    return Err(fail("is outside the context"));
+                }
+                let mut more: Vec<std::ffi::OsString> = t
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_os_string()),
+                        Component::ParentDir => Some("..".into()),
+                        _ => None,
+                    })
+                    .collect();
+                more.reverse();
+                parts.extend(more);
+            }
+            Ok(m) if m.is_dir() => out = cand,
+            Ok(_) => return Err(fail("is not a directory")),
+            Err(_) => return Err(fail("does not exist")),
+        }
+    }
+    Ok(root.join(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_like_docker() {
+        let git = |s: &str| matches!(Source::parse(s), Source::Git(_));
+        assert!(git("https://example.invalid/o/r.git"));
+        assert!(git("https://example.invalid/o/r.git#main:sub"));
+        assert!(git("git@example.invalid:o/r.git"));
+        assert!(git("git://example.invalid/o/r"));
+        assert!(git("ssh://git@example.invalid/o/r"));
+        assert!(git("github.com/o/r"));
+        assert_eq!(
+            Source::parse("https://example.invalid/ctx.tar.gz"),
+            Source::Url("https://example.invalid/ctx.tar.gz".to_owned())
+        );
+        assert_eq!(Source::parse("-"), Source::Stdin);
+        assert_eq!(
+            Source::parse("no/such/dir"),
+            Source::Dir(PathBuf::from("no/such/dir"))
+        );
+    }
+
+    #[test]
+    fn fragments() {
+        let g = GitSource::parse("github.com/o/r#v1.0:docker/app");
+        assert_eq!(g.url, "https://github.com/o/r");
+        assert_eq!(g.reference.as_deref(), Some("v1.0"));
+        assert_eq!(g.subdir.as_deref(), Some("docker/app"));
+        let g = GitSource::parse("git@h:o/r.git#:sub");
+        assert_eq!((g.reference, g.subdir.as_deref()), (None, Some("sub")));
+        let g = GitSource::parse("git://h/r#refs/pull/7/head");
+        assert_eq!(g.reference.as_deref(), Some("refs/pull/7/head"));
+        assert_eq!(g.subdir, None);
+        assert_eq!(g.to_string(), "git://h/r#refs/pull/7/head");
+    }
+
+    #[test]
+    fn ls_remote_picking() {
+        let ls = "aaaa\tHEAD\nbbbb\trefs/heads/main\ncccc\trefs/tags/v1\ndddd\trefs/tags/v1^{}\n";
+        assert_eq!(pick_ref(ls, "HEAD").as_deref(), Some("aaaa"));
+        assert_eq!(pick_ref(ls, "main").as_deref(), Some("bbbb"));
+        assert_eq!(pick_ref(ls, "v1").as_deref(), Some("dddd"));
+        assert_eq!(pick_ref(ls, "nope"), None);
+    }
+}
