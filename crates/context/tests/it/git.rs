@@ -4,7 +4,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kiln_context::{ContextError, DockerfileSpec, Opener, Progress, SourceOptions};
@@ -57,13 +57,9 @@ fn write(root: &Path, rel: &str, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
-/// One server for all tests: `sub.git` (a submodule) and `app.git` with
-/// history: v1 (tag), main (HEAD), a `feature` branch, refs/pull/1/head.
-fn server() -> &'static Mutex<Server> {
-    static SERVER: OnceLock<Mutex<Server>> = OnceLock::new();
-    SERVER.get_or_init(|| Mutex::new(start()))
-}
-
+/// A server per test (a static one would never be dropped, leaving its
+/// daemon running): `sub.git` (a submodule) and `app.git` with history:
+/// v1 (tag), main (HEAD), a `feature` branch, refs/pull/1/head.
 fn start() -> Server {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path().join("srv");
@@ -72,9 +68,11 @@ fn start() -> Server {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let daemon = Command::new("git")
+    // `git daemon` would run `git-daemon` as a child that outlives a kill
+    // of `git`: start the daemon itself, so that Drop ends it.
+    let exec_path = git(&base, &["--exec-path"]);
+    let daemon = Command::new(Path::new(&exec_path).join("git-daemon"))
         .args([
-            "daemon",
             "--reuseaddr",
             "--export-all",
             "--listen=127.0.0.1",
@@ -169,7 +167,7 @@ fn read(ctx: &kiln_context::Context, rel: &str) -> String {
 
 #[test]
 fn git_daemon_refs_subdirs_and_submodules() {
-    let s = server().lock().unwrap();
+    let s = start();
     let cache = tempfile::tempdir().unwrap();
     let open = |arg: String| Opener::new(cache.path()).open(&arg, std::io::empty());
 
@@ -216,7 +214,7 @@ fn git_daemon_refs_subdirs_and_submodules() {
 
 #[test]
 fn git_bad_refs_subdirs_and_urls_are_clear_errors() {
-    let s = server().lock().unwrap();
+    let s = start();
     let cache = tempfile::tempdir().unwrap();
     let open = |arg: String| Opener::new(cache.path()).open(&arg, std::io::empty());
     let err = open(format!("{}#no-such-branch", s.url("app.git"))).unwrap_err();
@@ -251,7 +249,7 @@ fn git_bad_refs_subdirs_and_urls_are_clear_errors() {
 
 #[test]
 fn git_cache_is_reused_until_the_ref_moves_and_file_urls_work() {
-    let s = server().lock().unwrap();
+    let s = start();
     let cache = tempfile::tempdir().unwrap();
     let events = Arc::new(Mutex::new(Vec::<String>::new()));
     let ev = events.clone();
