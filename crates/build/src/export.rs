@@ -121,9 +121,7 @@ pub fn commit(
     layers: &[LayerRecord],
     tags: &[Reference],
 ) -> Result<ImageRecord, BuildError> {
-    let rfc3339 = |t: std::time::SystemTime| {
-        chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-    };
+    let rfc3339 = kiln_oci::config::timestamp;
     let now = rfc3339(std::time::SystemTime::now());
     image.rootfs = RootFs {
         diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect(),

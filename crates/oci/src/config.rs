@@ -15,6 +15,28 @@ use serde_json::Value;
 use crate::Digest;
 use crate::error::{OciError, Result};
 
+/// Formats `t` as Go's `time.RFC3339Nano` does, which is how docker, skopeo
+/// and every other Go tool write image timestamps: UTC with `Z`, and the
+/// fraction of a second without trailing zeros (none at all on a whole
+/// second). A Go tool that decodes and re-encodes one of kiln's configs then
+/// writes the same bytes, so the image id survives the trip.
+pub fn timestamp(t: std::time::SystemTime) -> String {
+    let full = chrono::DateTime::<chrono::Utc>::from(t)
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let body = full.strip_suffix('Z').unwrap_or(&full);
+    match body.split_once('.') {
+        Some((secs, frac)) => {
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() {
+                format!("{secs}Z")
+            } else {
+                format!("{secs}.{frac}Z")
+            }
+        }
+        None => format!("{body}Z"),
+    }
+}
+
 /// An empty JSON object, as Go writes `map[string]struct{}` values.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Empty {}
@@ -355,5 +377,21 @@ mod tests {
             c.to_bytes().0,
             ImageConfig::from_slice(&bytes).unwrap().to_bytes().0
         );
+    }
+
+    // regression: skopeo re-encodes a config it converts; a `created` with
+    // trailing zeros in its nanoseconds came back shorter, with another id.
+    #[test]
+    fn timestamps_are_written_like_go_rfc3339nano() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |s: u64, n: u32| timestamp(UNIX_EPOCH + Duration::new(s, n));
+        assert_eq!(
+            at(1_700_000_000, 30_878_170),
+            "2023-11-14T22:13:20.03087817Z"
+        );
+        assert_eq!(at(1_700_000_000, 500_000_000), "2023-11-14T22:13:20.5Z");
+        assert_eq!(at(1_700_000_000, 0), "2023-11-14T22:13:20Z");
+        assert_eq!(at(1_700_000_000, 1), "2023-11-14T22:13:20.000000001Z");
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00Z");
     }
 }

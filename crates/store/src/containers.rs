@@ -149,7 +149,7 @@ impl Store {
             name: name.map(str::to_owned),
             image: image.cloned(),
             pid: std::process::id(),
-            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            created: kiln_oci::config::timestamp(std::time::SystemTime::now()),
         };
         let bytes = serde_json::to_vec_pretty(&record).map_err(|e| StoreError::Metadata {
             what: format!("container {id}"),

@@ -68,7 +68,7 @@ impl Store {
             cfg.apply_change(c)?;
         }
         let (digest, size) = self.add_layer_tar(reader)?;
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let now = kiln_oci::config::timestamp(std::time::SystemTime::now());
         cfg.created = Some(now.clone());
         cfg.rootfs.diff_ids.push(digest.clone());
         cfg.history.push(History {
