@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use kiln_context::{Context, SourceOptions};
 use kiln_solver::Change;
-use rayon::prelude::*;
 
 /// What one read of the context sees.
 #[derive(Debug, Clone)]
@@ -48,38 +47,25 @@ pub fn select(
     }
     let list_path = lists.join(checksum.trim_start_matches("sha256:"));
     if !list_path.exists() {
-        let lines: Vec<(String, String)> = entries
-            .par_iter()
-            .map(|e| {
-                let content = match ctx.content_digest(e)? {
-                    Some(d) => d,
-                    None => e
-                        .link_target
-                        .as_ref()
-                        .map(|t| t.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                };
-                let rel = if e.rel.as_os_str().is_empty() {
-                    ".".to_owned()
-                } else {
-                    e.rel.to_string_lossy().into_owned()
-                };
-                let kind = format!("{:?}", e.kind).to_ascii_lowercase();
-                Ok((
-                    rel,
-                    format!("{kind} {:o} {}:{} {content}", e.mode, e.uid, e.gid),
-                ))
+        let map: BTreeMap<String, String> = ctx
+            .file_sums(&selection)?
+            .into_iter()
+            .map(|sum| {
+                let line = sum.to_string();
+                (sum.path, line)
             })
-            .collect::<Result<_, kiln_context::ContextError>>()?;
-        let map: BTreeMap<String, String> = lines.into_iter().collect();
-        // Best effort: a missing listing only makes explanations vaguer.
-        if fs_err::create_dir_all(lists).is_ok()
-            && let Ok(json) = serde_json::to_vec(&map)
-        {
-            let tmp = lists.join(format!(".tmp-{}", std::process::id()));
-            if fs_err::write(&tmp, json).is_ok() {
-                let _ = std::fs::rename(&tmp, &list_path);
-            }
+            .collect();
+        // Best effort: a missing listing only makes explanations vaguer. The
+        // temp file is unique, so parallel COPY steps of one build never
+        // rename each other's listing into place.
+        if let Ok(json) = serde_json::to_vec(&map) {
+            let _ = fs_err::create_dir_all(lists)
+                .and_then(|()| tempfile::NamedTempFile::new_in(lists))
+                .and_then(|mut tmp| {
+                    std::io::Write::write_all(&mut tmp, &json)?;
+                    tmp.persist(&list_path).map_err(|e| e.error)?;
+                    Ok(())
+                });
         }
     }
     Ok(Selected {

@@ -514,20 +514,6 @@ impl Context {
         self.checksum_of(&selection)
     }
 
-    /// The content digest (`sha256:<hex>`) of a file entry, through the
-    /// stat cache when one is set; `None` for directories and symlinks.
-    pub fn content_digest(&self, entry: &Entry) -> Result<Option<String>> {
-        if entry.kind != EntryKind::File {
-            return Ok(None);
-        }
-        let d = file_digest(
-            &self.root.join(&entry.rel),
-            &entry.stamp,
-            self.cache.as_deref(),
-        )?;
-        Ok(Some(format!("sha256:{}", hex::encode(d))))
-    }
-
     /// The content digests of the files of `entries`, in parallel.
     fn digests(&self, entries: &[&Entry]) -> Result<std::collections::HashMap<PathBuf, [u8; 32]>> {
         let digests: Vec<(PathBuf, [u8; 32])> = entries

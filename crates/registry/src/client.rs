@@ -604,6 +604,42 @@ fn truncate(body: &str) -> String {
     }
 }
 
+impl Registry {
+    /// Waits for a set of parallel blob transfers (`what`: "download" or
+    /// "upload") and sums the bytes they moved; the first failure aborts
+    /// the others and is the result.
+    pub(crate) async fn join_transfers(
+        &self,
+        mut tasks: tokio::task::JoinSet<Result<u64>>,
+        what: &str,
+    ) -> Result<u64> {
+        let mut total = 0;
+        let mut first_err = None;
+        while let Some(res) = tasks.join_next().await {
+            match res {
+                Ok(Ok(n)) => total += n,
+                Ok(Err(e)) => {
+                    if first_err.is_none() {
+                        first_err = Some(e);
+                        tasks.abort_all();
+                    }
+                }
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => {
+                    first_err.get_or_insert(RegistryError::Protocol {
+                        registry: self.host().to_owned(),
+                        reason: format!("{what} task failed: {e}"),
+                    });
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -228,30 +228,7 @@ impl Registry {
                     .await
             });
         }
-        let mut downloaded = 0;
-        let mut first_err = None;
-        while let Some(res) = tasks.join_next().await {
-            match res {
-                Ok(Ok(n)) => downloaded += n,
-                Ok(Err(e)) => {
-                    if first_err.is_none() {
-                        first_err = Some(e);
-                        // The first failure cancels the rest.
-                        tasks.abort_all();
-                    }
-                }
-                Err(e) if e.is_cancelled() => {}
-                Err(e) => {
-                    first_err.get_or_insert(RegistryError::Protocol {
-                        registry: self.host().to_owned(),
-                        reason: format!("download task failed: {e}"),
-                    });
-                }
-            }
-        }
-        if let Some(e) = first_err {
-            return Err(e);
-        }
+        let downloaded = self.join_transfers(tasks, "download").await?;
 
         // The manifest last: once it is in the sink, the image is complete.
         put_bytes(sink.as_ref(), &fetched.descriptor.digest, &fetched.bytes)?;

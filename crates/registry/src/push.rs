@@ -93,29 +93,7 @@ impl Registry {
                     .await
             });
         }
-        let mut uploaded = 0;
-        let mut first_err = None;
-        while let Some(res) = tasks.join_next().await {
-            match res {
-                Ok(Ok(n)) => uploaded += n,
-                Ok(Err(e)) => {
-                    if first_err.is_none() {
-                        first_err = Some(e);
-                        tasks.abort_all();
-                    }
-                }
-                Err(e) if e.is_cancelled() => {}
-                Err(e) => {
-                    first_err.get_or_insert(RegistryError::Protocol {
-                        registry: self.host().to_owned(),
-                        reason: format!("upload task failed: {e}"),
-                    });
-                }
-            }
-        }
-        if let Some(e) = first_err {
-            return Err(e);
-        }
+        let uploaded = self.join_transfers(tasks, "upload").await?;
 
         let tag = reference_str(reference);
         let digest = Digest::sha256_of(&image.manifest);

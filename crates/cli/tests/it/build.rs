@@ -11,22 +11,7 @@ use std::time::{Duration, Instant};
 
 use kiln_test_support::{TempRoot, busybox_rootfs_tar};
 
-use crate::support::{kiln, output};
-
-fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .unwrap()
-        .split_whitespace()
-        .nth(2)
-        .unwrap();
-    assert_eq!(
-        euid, "0",
-        "this test needs root (namespaces, overlayfs, mounts); run it as root"
-    );
-}
+use crate::support::{kiln, output, require_root};
 
 /// A store with a `busybox` base image, and a context directory.
 pub struct Fixture {

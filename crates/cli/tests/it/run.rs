@@ -13,22 +13,7 @@ use std::time::{Duration, Instant};
 use kiln_oci::layer::{CreateOptions, create_layer};
 use kiln_test_support::{FIXED_EPOCH, TempRoot, busybox_rootfs};
 
-use crate::support::{kiln, output};
-
-fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .unwrap()
-        .split_whitespace()
-        .nth(2)
-        .unwrap();
-    assert_eq!(
-        euid, "0",
-        "this test needs root (namespaces, overlayfs, mounts); run it as root"
-    );
-}
+use crate::support::{kiln, output, require_root};
 
 fn testdata(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,5 +1,8 @@
 //! Running the built `kiln` binary from tests.
 
+// Fixture helpers outside `#[test]` functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -19,4 +22,21 @@ pub fn output(cmd: &mut Command) -> (Output, String, String) {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out, stdout, stderr)
+}
+
+/// Fails the test (never skips it) when not running as root: real
+/// containers need namespaces, overlayfs and mounts.
+pub fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap();
+    assert_eq!(
+        euid, "0",
+        "this test needs root (namespaces, overlayfs, mounts); run it as root"
+    );
 }
