@@ -97,7 +97,7 @@ pub enum Command {
     Login(commands::login::LoginArgs),
     /// Log out from a registry
     Logout(commands::logout::LogoutArgs),
-    /// Remove unused blobs, snapshots and (with -a) build cache
+    /// Remove unused blobs, snapshots, cached contexts and (with -a) build cache
     Prune(commands::prune::PruneArgs),
     /// Print a Dockerfile's syntax tree (BuildKit's parse; --json for machines)
     Parse(commands::parse::ParseArgs),

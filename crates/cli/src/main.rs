@@ -14,6 +14,7 @@ mod cli;
 mod commands;
 mod diagnostic;
 mod dockerfile_input;
+mod fetch_progress;
 mod humanize;
 mod progress;
 mod registry_glue;

@@ -19,6 +19,10 @@
 //!    [`Context::dockerfile`], always readable whatever the ignore rules say;
 //!    the rules ([`Context::ignore`]) come from `<Dockerfile>.dockerignore`
 //!    next to the Dockerfile, else `CONTEXT/.dockerignore`.
+//!    [`Progress`] events tell how a fetch goes (bytes of a download, git's
+//!    steps and its own progress lines) for the caller to render.
+//!    [`prune_cache`] removes cached remote contexts (all, or those unused
+//!    for a while); it waits while any context from the cache is open.
 //! 2. Optionally share a [`StatCache`] kept in the store
 //!    ([`Context::set_stat_cache`]) and [`StatCache::save`] it at the end.
 //! 3. For each COPY/ADD from the context, ask for its checksum with the
@@ -76,6 +80,7 @@
 #![deny(missing_docs)]
 
 mod archive;
+mod cache;
 mod error;
 mod gopath;
 mod hash;
@@ -84,6 +89,7 @@ mod local;
 mod open;
 mod remote;
 
+pub use cache::{CachePruneOptions, CachePruneReport, prune_cache};
 pub use error::{ContextError, Result};
 pub use hash::{CacheStats, StatCache};
 pub use ignore::{Matcher, PatternError, Rule, Verdict};

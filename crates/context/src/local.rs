@@ -59,6 +59,10 @@ pub struct Context {
     /// The directory of a context extracted for this build (stdin), removed
     /// when the last clone is dropped.
     _temp: Option<Arc<tempfile::TempDir>>,
+    /// A shared hold on the remote-context cache the root lies in, so that
+    /// a prune waits until this context is no longer used.
+    #[allow(dead_code)] // held for its Drop only
+    cache_lock: Option<Arc<crate::cache::CacheLock>>,
 }
 
 /// Which entries one COPY/ADD source list reads, and how (the fields of
@@ -317,6 +321,7 @@ impl Context {
             ignore_file: None,
             cache: None,
             _temp: temp,
+            cache_lock: None,
         };
         ctx.load_default_ignore()?;
         Ok(ctx)
@@ -327,6 +332,13 @@ impl Context {
             Some(path) => self.set_ignore_file(&path),
             None => Ok(()),
         }
+    }
+
+    /// Keep the remote-context cache held while this context (or a clone)
+    /// lives.
+    pub(crate) fn hold_cache(mut self, lock: Arc<crate::cache::CacheLock>) -> Context {
+        self.cache_lock = Some(lock);
+        self
     }
 
     /// Use the rules of `path` instead of the ones found by default.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::archive;
+use crate::cache::CacheLock;
 use crate::error::{ContextError, Result};
 use crate::local::{Context, DockerfileSpec};
 use crate::remote::{Fetched, Fetcher, Progress, Source, subdir};
@@ -91,6 +92,16 @@ impl Opener {
 
     /// Open a classified source.
     pub fn open_source(&self, source: &Source, stdin: impl Read) -> Result<Context> {
+        if let Source::Dir(dir) = source {
+            return Context::from_dir(dir, self.dockerfile.clone());
+        }
+        // Fetches and extractions happen under a shared hold on the cache,
+        // kept by the context: a prune waits until the build is done.
+        let lock = Arc::new(CacheLock::take(&self.fetcher.cache_dir, false)?);
+        Ok(self.open_cached(source, stdin)?.hold_cache(lock))
+    }
+
+    fn open_cached(&self, source: &Source, stdin: impl Read) -> Result<Context> {
         match source {
             Source::Dir(dir) => Context::from_dir(dir, self.dockerfile.clone()),
             Source::Stdin => {

@@ -142,6 +142,16 @@ pub enum Progress {
         /// The step.
         step: &'static str,
     },
+    /// A line of git's own progress during a step (`Receiving objects:
+    /// 45% (9/20)`, `Resolving deltas: 100% (3/3), done.`).
+    GitStatus {
+        /// The repository.
+        url: String,
+        /// The step (`fetch`, `submodules`).
+        step: &'static str,
+        /// git's text, one line without its line ending.
+        text: String,
+    },
     /// A remote source was found in the cache; nothing was fetched.
     Cached {
         /// The source.
@@ -191,7 +201,10 @@ impl Fetcher {
                 url: src.url.clone(),
                 step: "ls-remote",
             });
-            let out = git(None, &["ls-remote", "--", &src.url, reference])
+            // `REF^{}` too: a pattern matches an annotated tag's own line
+            // only, and the cache is keyed by the commit it points to.
+            let peeled = format!("{reference}^{{}}");
+            let out = git(None, &["ls-remote", "--", &src.url, reference, &peeled])
                 .map_err(|e| err(format!("cannot list its refs: {e}")))?;
             pick_ref(&out, reference)
         };
@@ -204,6 +217,7 @@ impl Fetcher {
         };
         let done = dir.join(&key);
         if done.is_dir() {
+            crate::cache::touch(&done);
             self.report(&Progress::Cached {
                 source: src.to_string(),
             });
@@ -225,12 +239,19 @@ impl Fetcher {
         }
         let mut failures = Vec::new();
         let mut target = "FETCH_HEAD".to_owned();
+        let fetch_status = |text: &str| {
+            self.report(&Progress::GitStatus {
+                url: src.url.clone(),
+                step: "fetch",
+                text: text.to_owned(),
+            });
+        };
         let fetched = wants.iter().any(|want| {
-            let r = git(
-                Some(work),
+            let r = git_with_progress(
+                work,
                 &[
                     "fetch",
-                    "-q",
+                    "--progress",
                     "--depth",
                     "1",
                     "--no-tags",
@@ -238,19 +259,21 @@ impl Fetcher {
                     "--",
                     want,
                 ],
+                &fetch_status,
             );
             r.map_err(|e| failures.push(e)).is_ok()
         });
         if !fetched {
-            let full = git(
-                Some(work),
+            let full = git_with_progress(
+                work,
                 &[
                     "fetch",
-                    "-q",
+                    "--progress",
                     "origin",
                     "+refs/heads/*:refs/remotes/origin/*",
                     "+refs/tags/*:refs/tags/*",
                 ],
+                &fetch_status,
             );
             if let Err(e) = full {
                 failures.push(e);
@@ -289,21 +312,29 @@ impl Fetcher {
                 url: src.url.clone(),
                 step: "submodules",
             });
-            git(
-                Some(work),
+            git_with_progress(
+                work,
                 &[
                     "submodule",
                     "update",
-                    "-q",
+                    "--progress",
                     "--init",
                     "--recursive",
                     "--depth=1",
                 ],
+                &|text: &str| {
+                    self.report(&Progress::GitStatus {
+                        url: src.url.clone(),
+                        step: "submodules",
+                        text: text.to_owned(),
+                    });
+                },
             )
             .map_err(|e| err(format!("submodules: {e}")))?;
         }
         remove_git_dirs(work)?;
         let kept = tmp.keep();
+        crate::cache::touch(&kept);
         match std::fs::rename(&kept, &done) {
             Ok(()) => Ok(done),
             // Another process finished the same checkout first.
@@ -337,14 +368,20 @@ impl Fetcher {
         let meta_path = dir.join("validators");
         let validators = std::fs::read_to_string(&meta_path).unwrap_or_default();
         let mut req = client.get(url);
-        let mut cached_digest = None;
-        for line in validators.lines() {
-            if let Some(v) = line.strip_prefix("etag ") {
-                req = req.header(reqwest::header::IF_NONE_MATCH, v);
-            } else if let Some(v) = line.strip_prefix("last-modified ") {
-                req = req.header(reqwest::header::IF_MODIFIED_SINCE, v);
-            } else if let Some(v) = line.strip_prefix("digest ") {
-                cached_digest = Some(v.to_owned());
+        // Ask conditionally only while the content the validators describe
+        // is still cached (`kiln prune` may have removed it).
+        let cached_digest = validators
+            .lines()
+            .find_map(|l| l.strip_prefix("digest "))
+            .filter(|d| Fetched::exists(&dir, d))
+            .map(str::to_owned);
+        if cached_digest.is_some() {
+            for line in validators.lines() {
+                if let Some(v) = line.strip_prefix("etag ") {
+                    req = req.header(reqwest::header::IF_NONE_MATCH, v);
+                } else if let Some(v) = line.strip_prefix("last-modified ") {
+                    req = req.header(reqwest::header::IF_MODIFIED_SINCE, v);
+                }
             }
         }
         let mut resp = req.send().map_err(|e| err(describe(&e)))?;
@@ -437,6 +474,7 @@ impl Fetcher {
                 archive::extract(reader, tmp.path(), url)?;
                 let kept = tmp.keep();
                 let target = dir.join(&digest);
+                crate::cache::touch(&kept);
                 if std::fs::rename(&kept, &target).is_err() {
                     let _ = std::fs::remove_dir_all(&kept);
                 }
@@ -463,14 +501,21 @@ pub(crate) enum Fetched {
 }
 
 impl Fetched {
+    fn exists(dir: &Path, digest: &str) -> bool {
+        dir.join(digest).is_dir() || dir.join(format!("{digest}.txt")).is_file()
+    }
+
+    /// The cached content of `digest`, its last use recorded (for prune).
     fn load(dir: &Path, digest: &str) -> Option<Fetched> {
         let d = dir.join(digest);
         if d.is_dir() {
+            crate::cache::touch(&d);
             return Some(Fetched::Dir(d));
         }
-        std::fs::read(dir.join(format!("{digest}.txt")))
-            .ok()
-            .map(Fetched::Text)
+        let f = dir.join(format!("{digest}.txt"));
+        let text = std::fs::read(&f).ok()?;
+        crate::cache::touch(&f);
+        Some(Fetched::Text(text))
     }
 }
 
@@ -541,6 +586,107 @@ fn git(dir: Option<&Path>, args: &[&str]) -> std::result::Result<String, String>
             msg
         })
     }
+}
+
+/// Run git in `dir` with its progress on stderr passed, line by line, to
+/// `status` (git redraws a line with `\r`: each redraw is a line). Its
+/// stdout, or as the error the lines that are not progress (`fatal: …`).
+fn git_with_progress(
+    dir: &Path,
+    args: &[&str],
+    status: &dyn Fn(&str),
+) -> std::result::Result<String, String> {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            "the `git` program is not installed".to_owned()
+        } else {
+            format!("cannot run git: {e}")
+        }
+    })?;
+    // stdout on a thread, stderr here: neither pipe can fill up and stall git.
+    let mut stdout = child.stdout.take();
+    let out_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(o) = stdout.as_mut() {
+            let _ = o.read_to_string(&mut text);
+        }
+        text
+    });
+    let mut messages = Vec::new();
+    if let Some(err) = child.stderr.take() {
+        let mut reader = BufReader::new(err);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            // Split on both \r (redraws) and \n.
+            let mut byte = [0u8; 1];
+            let mut eof = false;
+            loop {
+                match reader.read(&mut byte) {
+                    Ok(0) | Err(_) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(_) if byte[0] == b'\r' || byte[0] == b'\n' => break,
+                    Ok(_) => line.push(byte[0]),
+                }
+            }
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim();
+            if !text.is_empty() {
+                if is_git_progress(text) {
+                    status(text);
+                } else {
+                    messages.push(text.to_owned());
+                }
+            }
+            if eof {
+                break;
+            }
+        }
+    }
+    let exit = child.wait().map_err(|e| format!("waiting for git: {e}"))?;
+    let stdout = out_thread.join().unwrap_or_default();
+    if exit.success() {
+        return Ok(stdout);
+    }
+    // git's own verdict (`fatal: …`, `error: …`) when it gave one.
+    let verdict: Vec<&str> = messages
+        .iter()
+        .map(String::as_str)
+        .filter(|m| m.starts_with("fatal:") || m.starts_with("error:"))
+        .collect();
+    Err(if !verdict.is_empty() {
+        verdict.join("\n")
+    } else if let Some(last) = messages.last() {
+        last.clone()
+    } else {
+        format!("git {} failed ({exit})", args.first().unwrap_or(&""))
+    })
+}
+
+/// A line of git's progress output (`Receiving objects:  45% (9/20)`,
+/// `remote: Counting objects: 3, done.`), as opposed to a message.
+fn is_git_progress(line: &str) -> bool {
+    let line = line.strip_prefix("remote: ").unwrap_or(line);
+    let Some((phase, rest)) = line.split_once(':') else {
+        return false;
+    };
+    let rest = rest.trim_start();
+    !phase.is_empty()
+        && phase.chars().all(|c| c.is_ascii_alphabetic() || c == ' ')
+        && !matches!(phase, "fatal" | "error" | "warning" | "hint")
+        && rest.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// The commit `reference` names in `git ls-remote` output: the exact ref,
@@ -680,6 +826,27 @@ mod tests {
         assert_eq!(g.reference.as_deref(), Some("refs/pull/7/head"));
         assert_eq!(g.subdir, None);
         assert_eq!(g.to_string(), "git://h/r#refs/pull/7/head");
+    }
+
+    #[test]
+    fn git_progress_lines_are_told_from_messages() {
+        for p in [
+            "Receiving objects:  45% (9/20)",
+            "remote: Counting objects: 3, done.",
+            "Resolving deltas: 100% (3/3), done.",
+            "remote: Enumerating objects: 5, done.",
+        ] {
+            assert!(is_git_progress(p), "{p}");
+        }
+        for m in [
+            "fatal: couldn't find remote ref nope",
+            "error: 1 bytes of body are still expected",
+            "From git://127.0.0.1:1/app",
+            " * branch            main       -> FETCH_HEAD",
+            "warning: 2 things",
+        ] {
+            assert!(!is_git_progress(m), "{m}");
+        }
     }
 
     #[test]

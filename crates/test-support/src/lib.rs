@@ -1,6 +1,8 @@
 //! Helpers for kiln's tests (a dev-dependency only; never shipped).
 //!
 //! - [`registry::TestRegistry`]: a real `docker-registry` on 127.0.0.1.
+//! - [`git::GitDaemon`]: bare git repositories served by `git daemon` on
+//!   127.0.0.1.
 //! - [`TempRoot`]: a private, throw-away store root.
 //! - [`busybox_rootfs`] / [`busybox_rootfs_tar`]: a minimal Linux root file
 //!   system made from the host's statically linked busybox (Debian package
@@ -33,6 +35,7 @@
 // A fixture that fails to start says why on stderr (test output).
 #![allow(clippy::print_stderr)]
 
+pub mod git;
 pub mod registry;
 
 use std::fs;

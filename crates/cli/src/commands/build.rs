@@ -1,5 +1,5 @@
-//! `kiln build [OPTIONS] CONTEXT|-`: build an image from a Dockerfile, like
-//! `docker build` with BuildKit, without a daemon.
+//! `kiln build [OPTIONS] CONTEXT|-|GIT-URL|TAR-URL`: build an image from a
+//! Dockerfile, like `docker build` with BuildKit, without a daemon.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -19,16 +19,36 @@ use crate::Exit;
 use crate::cli::GlobalArgs;
 use crate::diagnostic::{Fatal, SourceError};
 use crate::dockerfile_input::DockerfileInput;
+use crate::fetch_progress::FetchView;
 use crate::progress::{FAILURE_TAIL_LINES, Mode, Progress, ProgressFlag};
 use crate::registry_glue::{BuildPuller, RegistryArgs, Render, push_from_store};
 
 /// Build an image from a Dockerfile
 #[derive(Debug, Args)]
-#[command(
-    after_help = "CONTEXT is a directory, or `-` to read a Dockerfile from standard input \
-(with an empty context). Base images come from the store (`kiln import`, `kiln load`, or \
-earlier builds)."
-)]
+#[command(after_help = "\
+CONTEXT is what `docker build` accepts:
+  DIR                          a directory (-f PATH is relative to the current directory)
+  -                            standard input: a tar archive (plain, gzip, bzip2, xz or
+                               zstd) holding the context and its Dockerfile, or a
+                               Dockerfile with an empty context
+  https://host/o/r.git, git@host:o/r.git, git://host/r, ssh://[user@]host/r,
+  github.com/o/r               a git repository, optionally URL#REF:SUBDIR (branch, tag,
+                               commit or refs/pull/N/head; SUBDIR is the context root),
+                               fetched shallowly with the `git` program, submodules included
+  http(s)://host/ctx.tar.gz    a tarball (any compression; -f names the Dockerfile inside)
+                               or a Dockerfile
+Remote contexts are kept in ROOT/contexts and reused while the ref or the
+content is unchanged (`kiln prune` removes them). The context's .dockerignore,
+or <Dockerfile>.dockerignore next to the Dockerfile, applies to every kind.
+Base images come from the store (`kiln import`, `kiln load`, `kiln pull`,
+earlier builds) or, when missing, from their registry.
+
+Examples:
+  kiln build -t app .
+  kiln build -t app - < Dockerfile
+  tar -cz . | kiln build -t app -
+  kiln build -t app 'https://git.example.com/o/app.git#v1.2:docker'
+  kiln build -t app -f build/Dockerfile https://example.com/ctx.tar.gz")]
 pub struct BuildArgs {
     /// Name the image (`name:tag`); may be repeated
     #[arg(short = 't', long = "tag", value_name = "NAME")]
@@ -84,7 +104,7 @@ pub struct BuildArgs {
     /// Print only the image id
     #[arg(short, long)]
     pub quiet: bool,
-    /// The build context: a directory, or `-`
+    /// The build context: a directory, `-`, a git URL or a tarball URL
     #[arg(value_name = "CONTEXT")]
     pub context: String,
 }
@@ -96,81 +116,74 @@ fn fatal(message: String) -> anyhow::Error {
     })
 }
 
-/// The build context (a directory, or an empty one for a Dockerfile on
-/// stdin) and its Dockerfile, as the arguments name them.
+/// What a build reads: the opened context, its Dockerfile as errors name
+/// it, and the scope `--explain` compares builds within.
+struct Inputs {
+    context: kiln_context::Context,
+    dockerfile: DockerfileInput,
+    scope: String,
+}
+
+/// Open the build context the arguments name — a directory, `-` (a tar in
+/// any compression, or a Dockerfile with an empty context), a git URL or a
+/// tarball URL, exactly as `docker build` reads them — and its Dockerfile.
+/// Remote contexts are fetched into `ROOT/contexts` (reused while their ref
+/// or content is unchanged); `fetched` sees the fetch's progress.
 fn inputs(
     args: &BuildArgs,
-) -> Result<(
-    kiln_context::Context,
-    Option<tempfile::TempDir>,
-    DockerfileInput,
-)> {
-    let ctx = args.context.as_str();
-    let remote = [
-        "http://",
-        "https://",
-        "git://",
-        "git@",
-        "ssh://",
-        "github.com/",
-    ];
-    if remote.iter().any(|p| ctx.starts_with(p)) {
-        bail!(
-            "build context {ctx}: git and tarball URLs are not supported yet; clone or download it and build the directory"
-        );
-    }
+    root: &Path,
+    fetched: impl Fn(&kiln_context::Progress) + Send + Sync + 'static,
+) -> Result<Inputs> {
+    let arg = args.context.as_str();
+    let source = kiln_context::Source::parse(arg);
     let stdin_file = args.file.as_deref() == Some(Path::new("-"));
-    let read_stdin = |what: &str| -> Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("reading {what} from standard input"))?;
-        Ok(bytes)
-    };
-    let (dir, empty, spec) = if ctx == "-" {
-        if stdin_file {
-            bail!("the context and the Dockerfile cannot both come from standard input");
+    if stdin_file && source == kiln_context::Source::Stdin {
+        bail!("the context and the Dockerfile cannot both come from standard input");
+    }
+    let spec = match &args.file {
+        None => kiln_context::DockerfileSpec::Default,
+        Some(_) if stdin_file => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("reading the Dockerfile from standard input")?;
+            kiln_context::DockerfileSpec::Text(bytes)
         }
-        let bytes = read_stdin("the build context")?;
-        if bytes.len() >= 262 && &bytes[257..262] == b"ustar"
-            || bytes.starts_with(&[0x1f, 0x8b])
-            || bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-            || bytes.starts_with(b"BZh")
-            || bytes.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
-        {
-            bail!(
-                "a tar archive as the build context on standard input is not supported yet; extract it and build the directory"
-            );
-        }
-        let empty = tempfile::Builder::new()
-            .prefix("kiln-context-")
-            .tempdir()
-            .context("creating an empty build context")?;
-        let dir = empty.path().to_path_buf();
-        (dir, Some(empty), kiln_context::DockerfileSpec::Text(bytes))
-    } else {
-        let spec = match &args.file {
-            None => kiln_context::DockerfileSpec::Default,
-            Some(f) if stdin_file => {
-                let _ = f;
-                kiln_context::DockerfileSpec::Text(read_stdin("the Dockerfile")?)
-            }
-            Some(f) => kiln_context::DockerfileSpec::Path(f.clone()),
-        };
-        (PathBuf::from(ctx), None, spec)
+        Some(f) => kiln_context::DockerfileSpec::Path(f.clone()),
     };
-    let context = kiln_context::Context::from_dir(&dir, spec)
-        .with_context(|| format!("build context {}", dir.display()))?;
-    let name = match &context.dockerfile().path {
-        Some(p) if args.file.is_some() => p.display().to_string(),
-        Some(_) => "Dockerfile".to_owned(),
-        None => "<stdin>".to_owned(),
+    let opener = kiln_context::Opener::new(root.join("contexts"))
+        .dockerfile(spec)
+        .progress(fetched);
+    let context = match &source {
+        // stdin was read for `-f -` already: the context is the directory.
+        kiln_context::Source::Stdin => opener.open_source(&source, std::io::stdin().lock()),
+        _ => opener.open_source(&source, std::io::empty()),
+    }
+    .map_err(|e| fatal(format!("build context `{arg}`: {e}")))?;
+    let name = match (&source, &context.dockerfile().path) {
+        (_, None) => "<stdin>".to_owned(),
+        (kiln_context::Source::Dir(_), Some(p)) if args.file.is_some() => p.display().to_string(),
+        (kiln_context::Source::Dir(_), Some(_)) => "Dockerfile".to_owned(),
+        // Inside a fetched context: relative to its root.
+        (_, Some(_)) => context.dockerfile().name.clone(),
     };
-    let file = DockerfileInput {
+    // `--explain` compares with the last build of the same Dockerfile from
+    // the same place: a directory by its path, a remote context by its URL
+    // (not by the cache directory of one commit).
+    let place = match &source {
+        kiln_context::Source::Dir(_) => context.root().display().to_string(),
+        kiln_context::Source::Stdin => "-".to_owned(),
+        kiln_context::Source::Git(_) | kiln_context::Source::Url(_) => arg.to_owned(),
+    };
+    let dockerfile = DockerfileInput {
         name,
         bytes: context.dockerfile().text.clone(),
     };
-    Ok((context, empty, file))
+    Ok(Inputs {
+        scope: format!("{place}|{}", dockerfile.name),
+        context,
+        dockerfile,
+    })
 }
 
 fn key_value(flag: &str, text: &str) -> Result<(String, String)> {
@@ -219,11 +232,8 @@ fn request(
     args: &BuildArgs,
     context: Arc<kiln_context::Context>,
     dockerfile: &DockerfileInput,
+    scope: String,
 ) -> Result<BuildRequest> {
-    if args.push && args.tags.is_empty() {
-        bail!("--push needs a name to push to: give -t REGISTRY/REPOSITORY:TAG");
-    }
-    let scope = format!("{}|{}", context.root().display(), dockerfile.name);
     let mut req = BuildRequest::new(dockerfile.bytes.clone(), context);
     for t in &args.tags {
         let r = Reference::parse(t).with_context(|| format!("invalid tag `{t}`"))?;
@@ -283,8 +293,22 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<Exit> {
         .iter()
         .map(|o| OutputSpec::parse(o).map_err(|e| fatal(format!("{e}"))))
         .collect::<Result<Vec<_>>>()?;
-    let (mut context, _empty_context, dockerfile) = inputs(args)?;
+    if args.push && args.tags.is_empty() {
+        bail!("--push needs a name to push to: give -t REGISTRY/REPOSITORY:TAG");
+    }
     let root = global.root_dir();
+    let mode = args.progress.mode();
+    let fetch_view = FetchView::new(mode, args.quiet);
+    let Inputs {
+        mut context,
+        dockerfile,
+        scope,
+    } = {
+        let view = Arc::clone(&fetch_view);
+        let opened = inputs(args, &root, move |p| view.handle(p));
+        fetch_view.finish(opened.is_ok());
+        opened?
+    };
     let store = Store::open(&root)?;
     // File digests are kept between builds: an unchanged file is never
     // hashed twice.
@@ -292,7 +316,7 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<Exit> {
         root.join("cache").join("context-stat"),
     )?);
     context.set_stat_cache(Arc::clone(&stat_cache));
-    let mut request = request(args, Arc::new(context), &dockerfile)?;
+    let mut request = request(args, Arc::new(context), &dockerfile, scope)?;
     request.puller = Some(Arc::new(BuildPuller {
         global: global.clone(),
         args: args.registry.clone(),
@@ -306,7 +330,6 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<Exit> {
     let log_path = root
         .join("logs")
         .join(format!("build-{stamp}-{}.log", std::process::id()));
-    let mode = args.progress.mode();
     let sink_out: Box<dyn std::io::Write + Send> = if args.quiet {
         Box::new(std::io::sink())
     } else {

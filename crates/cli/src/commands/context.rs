@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -11,7 +12,9 @@ use serde_json::json;
 
 use crate::Exit;
 use crate::cli::GlobalArgs;
+use crate::fetch_progress::FetchView;
 use crate::humanize;
+use crate::progress::ProgressFlag;
 
 /// Arguments of `kiln context`.
 #[derive(Debug, Args)]
@@ -117,10 +120,15 @@ fn ls(global: &GlobalArgs, args: &LsArgs) -> Result<Exit> {
         Some(f) => DockerfileSpec::Path(f.clone()),
         None => DockerfileSpec::Default,
     };
-    let opener = Opener::new(global.root_dir().join("contexts")).dockerfile(spec);
-    let ctx = opener
-        .open(&args.context, std::io::stdin().lock())
-        .with_context(|| format!("cannot open build context `{}`", args.context))?;
+    // Fetch progress on stderr (a bar on a terminal): stdout stays the listing.
+    let view = FetchView::new(ProgressFlag::Auto.mode(), false);
+    let shown = Arc::clone(&view);
+    let opener = Opener::new(global.root_dir().join("contexts"))
+        .dockerfile(spec)
+        .progress(move |p| shown.handle(p));
+    let opened = opener.open(&args.context, std::io::stdin().lock());
+    view.finish(opened.is_ok());
+    let ctx = opened.with_context(|| format!("cannot open build context `{}`", args.context))?;
     let entries = ctx.walk()?;
     let (mut files, mut dirs, mut links, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut out = String::new();

@@ -11,6 +11,7 @@ mod images;
 mod import;
 mod parse;
 mod registry;
+mod remote_context;
 mod run;
 mod save;
 mod support;

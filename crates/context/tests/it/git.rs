@@ -258,6 +258,7 @@ fn git_cache_is_reused_until_the_ref_moves_and_file_urls_work() {
             Progress::Cached { .. } => "cached".to_owned(),
             Progress::Git { step, .. } => (*step).to_owned(),
             Progress::Download { .. } => "download".to_owned(),
+            Progress::GitStatus { .. } => "status".to_owned(),
         };
         ev.lock().unwrap().push(text);
     });
