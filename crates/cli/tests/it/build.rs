@@ -309,11 +309,14 @@ fn independent_stages_run_at_the_same_time_needs_root() {
 fn a_failing_step_cancels_its_siblings_and_shows_where_needs_root() {
     require_root();
     let f = Fixture::new();
-    f.dockerfile(
-        "FROM busybox AS slow\nRUN sleep 60\n\
+    // A sleep length unique to this test process, so that the leftover check
+    // below cannot see the sleeps of other builds running on the machine.
+    let secs = 60_000 + std::process::id() % 10_000;
+    f.dockerfile(&format!(
+        "FROM busybox AS slow\nRUN sleep {secs}\n\
          FROM busybox AS bad\nRUN echo about to fail && \\\n    echo to stderr >&2 && exit 3\n\
          FROM busybox\nCOPY --from=slow / /slow\nCOPY --from=bad / /bad\n",
-    );
+    ));
     let start = Instant::now();
     let (out, _, stderr) = output(&mut f.build(&[]));
     // A hang check, not a timing target: the sleeping sibling is killed.
@@ -337,7 +340,8 @@ fn a_failing_step_cancels_its_siblings_and_shows_where_needs_root() {
     assert!(log.contains("to stderr"));
     // No process is left behind.
     let ps = Command::new("sh")
-        .args(["-c", "ps -eo args | grep -c '[s]leep 60' || true"])
+        .arg("-c")
+        .arg(format!("ps -eo args | grep -c '[s]leep {secs}' || true"))
         .stdout(Stdio::piped())
         .output()
         .unwrap();
