@@ -6,7 +6,8 @@ set -euo pipefail
 
 # One package per line, with the tests that need it.
 packages=(
-  git            # context: git URL sources; conformance harness
+  git            # context + cli remote_context: git URL sources (git daemon, fake ssh); conformance harness
+  bsdutils       # cli remote_context: script(1) gives kiln a terminal (progress bars)
   python3        # conformance checkers (../shared/conformance)
   busybox-static # runtime + `kiln run` *_needs_root tests: kiln-test-support's static busybox base image
   skopeo         # store/cli tests: OCI layout and docker-archive interop

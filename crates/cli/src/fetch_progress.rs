@@ -135,11 +135,11 @@ impl State {
                     let (bar, template) = match total {
                         Some(t) => (
                             ProgressBar::new(t),
-                            "{spinner} downloading {msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                            "{spinner} downloading [{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}",
                         ),
                         None => (
                             ProgressBar::new_spinner(),
-                            "{spinner} downloading {msg} {bytes} {binary_bytes_per_sec}",
+                            "{spinner} downloading {bytes} {binary_bytes_per_sec} {wide_msg}",
                         ),
                     };
                     if let Ok(style) = ProgressStyle::with_template(template) {
@@ -174,7 +174,7 @@ impl State {
     fn git_spinner(&mut self) -> &ProgressBar {
         self.bar(Kind::Git, || {
             let bar = ProgressBar::new_spinner();
-            if let Ok(style) = ProgressStyle::with_template("{spinner} git {msg} {elapsed}") {
+            if let Ok(style) = ProgressStyle::with_template("{spinner} git {elapsed} {wide_msg}") {
                 bar.set_style(style);
             }
             bar.enable_steady_tick(Duration::from_millis(120));

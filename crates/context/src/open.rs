@@ -121,17 +121,15 @@ impl Opener {
                     Some(s) => subdir(&checkout, s, &g.to_string())?,
                     None => checkout,
                 };
-                inside(Context::from_root(
+                inside(fetched_root(
+                    Context::from_root(&root, self.remote_dockerfile(&root)?, None),
                     &root,
-                    self.remote_dockerfile(&root)?,
-                    None,
                 )?)
             }
             Source::Url(url) => match self.fetcher.url(url)? {
-                Fetched::Dir(root) => inside(Context::from_root(
+                Fetched::Dir(root) => inside(fetched_root(
+                    Context::from_root(&root, self.remote_dockerfile(&root)?, None),
                     &root,
-                    self.remote_dockerfile(&root)?,
-                    None,
                 )?),
                 Fetched::Text(text) => self.text_only(text),
             },
@@ -151,10 +149,9 @@ impl Opener {
         let tmp = self.temp_dir()?;
         archive::extract(reader, tmp.path(), "stdin")?;
         let root = tmp.path().to_path_buf();
-        inside(Context::from_root(
+        inside(fetched_root(
+            Context::from_root(&root, self.remote_dockerfile(&root)?, Some(Arc::new(tmp))),
             &root,
-            self.remote_dockerfile(&root)?,
-            Some(Arc::new(tmp)),
         )?)
     }
 
@@ -182,6 +179,26 @@ impl Opener {
             other => other.clone(),
         })
     }
+}
+
+/// Errors about the Dockerfile of a fetched context name it relative to
+/// the context (`build/Dockerfile`), not by its place in the cache.
+fn fetched_root(opened: Result<Context>, root: &Path) -> Result<Context> {
+    let relative = |path: PathBuf| {
+        let real = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        path.strip_prefix(root)
+            .or_else(|_| path.strip_prefix(&real))
+            .map_or_else(|_| path.clone(), Path::to_path_buf)
+    };
+    opened.map_err(|e| match e {
+        ContextError::NoDockerfile { path } => ContextError::NoDockerfile {
+            path: relative(path),
+        },
+        ContextError::DockerfileNotAFile { path } => ContextError::DockerfileNotAFile {
+            path: relative(path),
+        },
+        other => other,
+    })
 }
 
 /// A fetched context's Dockerfile and ignore file must be inside it: a

@@ -223,7 +223,10 @@ fn bad_git_sources_are_clear_errors_and_leave_the_store_alone() {
         &["-f", "nope.Dockerfile", &format!("{url}#main:docker/app")],
     );
     assert_eq!(o.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("nope.Dockerfile"), "{stderr}");
+    assert!(
+        stderr.contains("`nope.Dockerfile` does not exist"),
+        "{stderr}"
+    );
 
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(image_count(root.path()), before);
@@ -435,7 +438,11 @@ fn build_from_a_tarball_url_and_bad_urls() {
     // -f naming nothing inside the tarball.
     let (o, _, stderr) = build(root.path(), &["-t", "bad", "-f", "no/Dockerfile", &url]);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("no/Dockerfile"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("build context `{url}`"))
+            && stderr.contains("`no/Dockerfile` does not exist"),
+        "{stderr}"
+    );
     // Nothing listens there.
     let closed = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -606,5 +613,93 @@ fn build_and_run_from_a_git_url_needs_root() {
     assert_eq!(
         stdout.split_whitespace().collect::<Vec<_>>(),
         ["hello", "from", "git", "15"]
+    );
+}
+
+/// Serves `body` at every path, slowly (64 KiB every 10 ms), so that a
+/// progress bar has time to draw; until the test process ends.
+fn serve_slowly(body: Vec<u8>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            for chunk in body.chunks(64 << 10) {
+                if stream.write_all(chunk).is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// On a terminal (`script` gives kiln one) a download draws an indicatif
+/// bar with bytes, total, rate and time left, then one closing line.
+#[test]
+fn a_download_draws_a_bar_on_a_terminal_needs_script() {
+    // 4 MiB that gzip can't shrink (xorshift), so the download takes a while.
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: String = (0..4 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + u8::try_from(x % 90).unwrap())
+        })
+        .collect();
+    let body = tar_gz(&[
+        ("Dockerfile", "FROM scratch\nCOPY noise /noise\n"),
+        ("noise", &noise),
+    ]);
+    let url = format!("{}/ctx.tar.gz", serve_slowly(body));
+    let root = TempRoot::new();
+    let typescript = root.path().join("typescript");
+    let command = format!(
+        "'{}' --root '{}' build -t tty:1 '{url}'",
+        env!("CARGO_BIN_EXE_kiln"),
+        root.path().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &command])
+        .arg(&typescript)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("`script` (package bsdutils) is needed by this test");
+    let screen = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).into_owned();
+    assert!(out.status.success(), "{screen}");
+    for want in [
+        "downloading [",
+        " MiB/",
+        "iB/s",
+        "eta ",
+        &format!("#0 fetched {url}"),
+    ] {
+        assert!(
+            screen.contains(want),
+            "no `{want}` on the terminal:\n{screen}"
+        );
+    }
+    assert_eq!(
+        inspect(root.path(), "tty:1")["RootFS"]["Layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
     );
 }
