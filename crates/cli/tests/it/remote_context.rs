@@ -419,6 +419,28 @@ fn build_from_a_tarball_url_and_bad_urls() {
     assert_eq!(img["Config"]["WorkingDir"], "/src");
     assert_eq!(img["Config"]["Labels"]["kind"], "tarball");
 
+    // JSON progress: the download is one object per line among the steps'.
+    let (o, _, stderr) = output(kiln(root.path()).args([
+        "build",
+        "--progress",
+        "json",
+        "-f",
+        "build/Dockerfile",
+        &url,
+    ]));
+    assert!(o.status.success(), "{stderr}");
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(
+        events.iter().any(|e| e["type"] == "context"
+            && e["event"] == "download"
+            && e["url"] == url.as_str()
+            && e["done"] == e["total"]),
+        "{stderr}"
+    );
+
     // A URL holding a Dockerfile: an empty context.
     let (o, _, stderr) = build(root.path(), &["-t", "t:df", &format!("{base}/Dockerfile")]);
     assert!(o.status.success(), "{stderr}");
