@@ -402,6 +402,12 @@ impl KilnExecutor {
             ));
         };
         let base_layers = root.layers()?.to_vec();
+        // Setup (snapshots, mount sources) is kiln's own work: it holds a
+        // CPU permit, released while the process runs. No lock is held while
+        // waiting for the permit (cache-mount locks are taken under it and
+        // dropped before the teardown's permit is asked for), so a step
+        // waiting on a cache-mount lock under the permit cannot deadlock.
+        let setup_permit = ctx.cpu_permit().await?;
         let mut lowers = self.snapshots(&base_layers).await?;
         lowers.reverse();
 
@@ -499,6 +505,7 @@ impl KilnExecutor {
             },
             mounts,
         };
+        drop(setup_permit);
         let mut out = LogWriter {
             ctx: ctx.clone(),
             stream: Stream::Stdout,
@@ -524,6 +531,8 @@ impl KilnExecutor {
                 exit_code: code,
             }));
         }
+        // Teardown (the diff to a layer) is kiln's own work again.
+        let _teardown_permit = ctx.cpu_permit().await?;
         let dest = tempfile::Builder::new()
             .prefix("upper-")
             .tempdir_in(self.tmp_dir())
@@ -758,7 +767,11 @@ impl Executor for KilnExecutor {
                     f.file().set_modified(t).map_err(OpError::failed)?;
                 }
                 let path = dir.keep();
-                let layer = self.commit_layer(path.clone(), &ctx).await;
+                let permit = ctx.cpu_permit().await;
+                let layer = match permit {
+                    Ok(_permit) => self.commit_layer(path.clone(), &ctx).await,
+                    Err(e) => Err(e),
+                };
                 let _ = std::fs::remove_dir_all(&path);
                 Ok(Fs::Layers(Arc::new(vec![layer?])))
             }

@@ -71,8 +71,11 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// `--secret` values by id (never in a layer, key or history).
     pub secrets: HashMap<String, Vec<u8>>,
-    /// At most this many steps at once.
-    pub jobs: usize,
+    /// At most this many steps in progress at once, RUN processes included
+    /// (`--jobs`); `None`: every ready step starts at once, and only kiln's
+    /// own CPU work (hashing, diffing, tar, compression, copies) is bounded,
+    /// by the number of cores.
+    pub jobs: Option<usize>,
     /// Explain every cache miss (`--explain`).
     pub explain: bool,
     /// Fetches base images the store lacks (from registries); `None`: the
@@ -95,8 +98,8 @@ pub trait BasePuller: std::fmt::Debug + Send + Sync {
 }
 
 impl BuildRequest {
-    /// A request with defaults: last stage, no args, cache on, one job per
-    /// core.
+    /// A request with defaults: last stage, no args, cache on, every ready
+    /// step at once (kiln's own CPU work one per core).
     pub fn new(dockerfile: Vec<u8>, context: Arc<kiln_context::Context>) -> BuildRequest {
         BuildRequest {
             dockerfile,
@@ -105,7 +108,7 @@ impl BuildRequest {
             tags: Vec::new(),
             no_cache: false,
             secrets: HashMap::new(),
-            jobs: kiln_solver::default_jobs(),
+            jobs: None,
             explain: false,
             puller: None,
             pull: false,
@@ -246,7 +249,8 @@ pub async fn build(
     );
     let solver = Solver::new(Arc::new(executor), Arc::new(StoreCache::new(store.clone())))
         .options(SolveOptions {
-            jobs: request.jobs.max(1),
+            jobs: request.jobs.map(|j| j.max(1)),
+            cpu: kiln_solver::default_jobs(),
             no_cache: request.no_cache,
             explain: request.explain,
         })

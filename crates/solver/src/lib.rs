@@ -2,7 +2,8 @@
 //! that runs the ops whose keys miss the cache, in parallel.
 //!
 //! It is for: turning a [`Graph`] of ops into outputs, running every op
-//! whose inputs are ready at once (bounded by `jobs`), running identical ops
+//! whose inputs are ready at once (kiln's own CPU work bounded by the cores,
+//! the number of steps in progress by `jobs` when given), running identical ops
 //! once, skipping ops whose key is cached, cancelling everything cleanly on
 //! the first failure, and explaining why a step missed the cache.
 //!
@@ -74,8 +75,8 @@ pub use error::SolveError;
 pub use graph::{Graph, Vertex, VertexId, VertexOptions};
 pub use key::{CacheKey, Change, Field, Key, KeyEncoder, ParseKeyError, PreImage};
 pub use op::{
-    BoxError, ContentKey, Event, EventSink, Executor, Op, OpContext, OpError, Stream, cpu,
-    discard_events,
+    BoxError, ContentKey, CpuPermit, Event, EventSink, Executor, Op, OpContext, OpError, Stream,
+    cpu, discard_events,
 };
 pub use solve::{Solution, SolveOptions, Solver, default_jobs};
 pub use tokio_util::sync::CancellationToken;

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::graph::VertexId;
@@ -24,6 +25,17 @@ use crate::key::{CacheKey, Change, Key};
 pub trait Op: CacheKey + Send + Sync + 'static {
     /// A short kind name for progress and errors (`exec`, `file`, …).
     fn kind(&self) -> &'static str;
+
+    /// Whether running the op is kiln's own work from start to end
+    /// (hashing, copying, tar, compression): the scheduler then holds a CPU
+    /// permit for its whole run (default). An op that mostly waits on
+    /// something else — a RUN step's container process — returns `false`
+    /// and takes [`OpContext::cpu_permit`] only around its own setup and
+    /// teardown, so that waiting processes do not keep kiln's work from the
+    /// cores (and the cores do not bound how many processes run).
+    fn cpu_bound(&self) -> bool {
+        true
+    }
 }
 
 /// An error from an op, boxed so that executors keep their own error types
@@ -182,7 +194,14 @@ pub struct OpContext {
     pub(crate) cancel: CancellationToken,
     pub(crate) events: EventSink,
     pub(crate) key: Option<Key>,
+    /// The solve's CPU permits ([`crate::SolveOptions::cpu`]).
+    pub(crate) cpu: Arc<Semaphore>,
 }
+
+/// A permit to do kiln's own CPU work, from [`OpContext::cpu_permit`];
+/// dropping it hands the core to the next op.
+#[derive(Debug)]
+pub struct CpuPermit(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl std::fmt::Debug for OpContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -204,6 +223,7 @@ impl OpContext {
             cancel,
             events: discard_events(),
             key: None,
+            cpu: Arc::new(Semaphore::new(crate::solve::default_jobs())),
         }
     }
 
@@ -244,6 +264,21 @@ impl OpContext {
             stream,
             data: data.into(),
         });
+    }
+
+    /// Wait for a permit to do kiln's own CPU work (one of
+    /// [`crate::SolveOptions::cpu`]). Only ops that are not
+    /// [`Op::cpu_bound`] take one, around their setup and teardown; never
+    /// take a second while holding one. Cancellation while waiting is
+    /// [`OpError::Cancelled`].
+    pub async fn cpu_permit(&self) -> Result<CpuPermit, OpError> {
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => Err(OpError::Cancelled),
+            p = Arc::clone(&self.cpu).acquire_owned() => p
+                .map(CpuPermit)
+                .map_err(|_| OpError::failed("internal error: the CPU permits were closed")),
+        }
     }
 
     /// Run CPU-heavy work (hashing, tar, compression) on the rayon pool and

@@ -11,9 +11,14 @@
 //!    Vertices with equal keys are one job: identical ops run once;
 //! 3. **lookup** — from the targets down, a key found in the cache ends the
 //!    walk (its inputs are not needed at all); a miss needs its inputs;
-//! 4. **run** — every miss whose inputs are ready starts at once, at most
-//!    `jobs` at a time. The first failure cancels the token every running op
-//!    watches; the scheduler then waits for all of them to stop (so their
+//! 4. **run** — every miss whose inputs are ready starts at once. Two
+//!    bounds apply (see [`SolveOptions`]): kiln's own work holds one of
+//!    `cpu` permits while it runs (a [`crate::Op::cpu_bound`] op for its
+//!    whole run; an op that waits on a process takes a permit with
+//!    [`crate::OpContext::cpu_permit`] only around its own setup and
+//!    teardown), and `jobs`, when given, bounds the steps in progress,
+//!    processes included. The first failure cancels the token every running
+//!    op watches; the scheduler then waits for all of them to stop (so their
 //!    processes are killed and mounts undone) before it returns the error.
 //!    A result is recorded in the cache only after its op succeeded.
 
@@ -21,6 +26,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +35,7 @@ use crate::error::SolveError;
 use crate::graph::{Graph, VertexId};
 use crate::key::{Key, KeyEncoder, PreImage};
 use crate::op::{
-    BoxError, ContentKey, Event, EventSink, Executor, OpContext, OpError, discard_events,
+    BoxError, ContentKey, Event, EventSink, Executor, Op, OpContext, OpError, discard_events,
 };
 
 /// Version of the vertex encoding (op + inputs + content) wrapped around
@@ -37,10 +43,25 @@ use crate::op::{
 const VERTEX_ENCODING: u32 = 1;
 
 /// How a solve behaves.
+///
+/// Parallelism has two bounds, like BuildKit's (which runs every ready step
+/// at once) but with kiln's own CPU work kept to the cores:
+///
+/// - `cpu`: kiln's own work (hashing, diffing, tar, compression, copies)
+///   holds one of `cpu` permits while it runs, so it never oversubscribes the
+///   cores. A RUN step's container process holds none: it is the user's
+///   process, usually waiting on I/O or the network.
+/// - `jobs`: when `Some(n)`, at most `n` steps are in progress at once,
+///   processes included (`--jobs N`); `None` (the default) bounds nothing but
+///   the CPU work.
 #[derive(Debug, Clone)]
 pub struct SolveOptions {
-    /// At most this many ops run at once (`--jobs`; at least 1).
-    pub jobs: usize,
+    /// At most this many steps in progress at once, processes included
+    /// (`--jobs`; `Some(0)` counts as 1); `None`: no bound beyond `cpu`.
+    pub jobs: Option<usize>,
+    /// How many ops may do kiln's own CPU work at once (at least 1; default:
+    /// the number of cores).
+    pub cpu: usize,
     /// Look nothing up (`--no-cache`); results are still recorded.
     pub no_cache: bool,
     /// Send an [`Event::Missed`] with the changed inputs for every miss.
@@ -50,14 +71,16 @@ pub struct SolveOptions {
 impl Default for SolveOptions {
     fn default() -> Self {
         SolveOptions {
-            jobs: default_jobs(),
+            jobs: None,
+            cpu: default_jobs(),
             no_cache: false,
             explain: false,
         }
     }
 }
 
-/// The default `--jobs`: the number of cores.
+/// The number of cores: the default bound on kiln's own CPU work
+/// ([`SolveOptions::cpu`]).
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
@@ -112,6 +135,8 @@ struct Job {
 enum TaskError {
     Op(OpError),
     Cache(BoxError),
+    /// Cancelled while waiting for a CPU permit: the op never started.
+    NotStarted,
 }
 
 type TaskResult<T> = (Key, Duration, Result<T, TaskError>);
@@ -154,13 +179,20 @@ impl<E: Executor> Solver<E> {
         (self.events)(event);
     }
 
-    fn ctx(&self, graph: &Graph<E::Op>, v: VertexId, cancel: &CancellationToken) -> OpContext {
+    fn ctx(
+        &self,
+        graph: &Graph<E::Op>,
+        v: VertexId,
+        cancel: &CancellationToken,
+        cpu: &Arc<Semaphore>,
+    ) -> OpContext {
         OpContext {
             vertex: v,
             name: graph.vertex(v).name.as_str().into(),
             cancel: cancel.clone(),
             events: self.events.clone(),
             key: None,
+            cpu: Arc::clone(cpu),
         }
     }
 
@@ -179,8 +211,9 @@ impl<E: Executor> Solver<E> {
         // caller's token.
         let cancel = self.cancel.child_token();
         let reach = graph.reachable(targets);
+        let cpu = Arc::new(Semaphore::new(self.options.cpu.max(1)));
 
-        let contents = self.content_keys(graph, &reach, &cancel).await?;
+        let contents = self.content_keys(graph, &reach, &cancel, &cpu).await?;
         let (keys, preimages, forced) = self.keys(graph, &reach, &contents);
 
         // Jobs: one per distinct key.
@@ -209,6 +242,7 @@ impl<E: Executor> Solver<E> {
                 &misses,
                 &mut results,
                 &cancel,
+                &cpu,
             )
             .await;
 
@@ -246,12 +280,13 @@ impl<E: Executor> Solver<E> {
         graph: &Graph<E::Op>,
         reach: &[VertexId],
         cancel: &CancellationToken,
+        cpu: &Arc<Semaphore>,
     ) -> Result<HashMap<VertexId, ContentKey>, SolveError> {
         let mut set = JoinSet::new();
         for &v in reach {
             let executor = Arc::clone(&self.executor);
             let op = Arc::clone(&graph.vertex(v).op);
-            let ctx = self.ctx(graph, v, cancel);
+            let ctx = self.ctx(graph, v, cancel, cpu);
             set.spawn(async move { (v, executor.content_key(&op, &ctx).await) });
         }
         let mut out = HashMap::new();
@@ -418,7 +453,8 @@ impl<E: Executor> Solver<E> {
         Ok(())
     }
 
-    /// Pass 4: run the misses, inputs first, `jobs` at a time.
+    /// Pass 4: run the misses, inputs first, every ready one at once (at
+    /// most `jobs` when given; CPU permits bound the rest).
     #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
@@ -429,6 +465,7 @@ impl<E: Executor> Solver<E> {
         misses: &HashSet<Key>,
         results: &mut HashMap<Key, E::Output>,
         cancel: &CancellationToken,
+        cpu: &Arc<Semaphore>,
     ) -> Result<(), SolveError> {
         // Dependencies among misses (hits are already in `results`).
         let mut pending: HashMap<Key, usize> = HashMap::new();
@@ -455,7 +492,7 @@ impl<E: Executor> Solver<E> {
         }
         ready.reverse(); // pop() takes the earliest first
 
-        let limit = self.options.jobs.max(1);
+        let limit = self.options.jobs.map_or(usize::MAX, |j| j.max(1));
         let mut running: JoinSet<TaskResult<E::Output>> = JoinSet::new();
         let mut running_keys: HashMap<tokio::task::Id, Key> = HashMap::new();
         let mut first_error: Option<SolveError> = None;
@@ -472,6 +509,7 @@ impl<E: Executor> Solver<E> {
                     key,
                     results,
                     cancel,
+                    cpu,
                     &mut running,
                 );
                 running_keys.insert(id, key);
@@ -543,6 +581,7 @@ impl<E: Executor> Solver<E> {
                     cancel.cancel();
                     first_error.get_or_insert(SolveError::Cache { source });
                 }
+                Err(TaskError::NotStarted) => {}
             }
         }
         match first_error {
@@ -562,6 +601,7 @@ impl<E: Executor> Solver<E> {
         key: Key,
         results: &HashMap<Key, E::Output>,
         cancel: &CancellationToken,
+        cpu: &Arc<Semaphore>,
         running: &mut JoinSet<TaskResult<E::Output>>,
     ) -> tokio::task::Id {
         let vertex = graph.vertex(job.rep);
@@ -570,20 +610,43 @@ impl<E: Executor> Solver<E> {
             .iter()
             .map(|i| results[&keys[i]].clone())
             .collect();
-        for &m in &job.members {
-            self.emit(Event::Started {
+        let started: Vec<Event> = job
+            .members
+            .iter()
+            .map(|&m| Event::Started {
                 vertex: m,
                 name: graph.vertex(m).name.clone(),
-            });
-        }
-        let mut ctx = self.ctx(graph, job.rep, cancel);
+            })
+            .collect();
+        let mut ctx = self.ctx(graph, job.rep, cancel, cpu);
         ctx.key = Some(key);
         let executor = Arc::clone(&self.executor);
         let cache = Arc::clone(&self.cache);
         let op = Arc::clone(&vertex.op);
         let preimage = preimages[&job.rep].clone();
+        let events = self.events.clone();
         let handle = running.spawn(async move {
+            // Kiln's own work holds a CPU permit for the whole op; an op
+            // that waits on a process takes one around its own work only.
+            // A step is "started" once it holds what it needs to run.
+            let _permit = if op.cpu_bound() {
+                match ctx.cpu_permit().await {
+                    // The permit may come from an op that just failed (it
+                    // cancels before it lets go of the permit).
+                    Ok(_) if ctx.is_cancelled() => {
+                        return (key, Duration::ZERO, Err(TaskError::NotStarted));
+                    }
+                    Ok(p) => Some(p),
+                    Err(_) => return (key, Duration::ZERO, Err(TaskError::NotStarted)),
+                }
+            } else {
+                None
+            };
+            for event in started {
+                events(event);
+            }
             let start = Instant::now();
+            let token = ctx.cancel_token().clone();
             let result = executor.execute(&op, inputs, ctx).await;
             let elapsed = start.elapsed();
             let result = match result {
@@ -593,6 +656,11 @@ impl<E: Executor> Solver<E> {
                 },
                 Err(e) => Err(TaskError::Op(e)),
             };
+            if let Err(TaskError::Op(OpError::Failed(_)) | TaskError::Cache(_)) = &result {
+                // Cancel now, while this op still holds its CPU permit, so
+                // that no op waiting for it starts after the failure.
+                token.cancel();
+            }
             (key, elapsed, result)
         });
         handle.id()

@@ -95,8 +95,12 @@ pub struct BuildArgs {
     pub push: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
-    /// Run at most this many steps at once [default: the number of cores]
-    #[arg(short = 'j', long, value_name = "N")]
+    /// Run at most N steps at once, RUN processes included. Without it every
+    /// step whose inputs are ready starts at once (like BuildKit) and only
+    /// kiln's own CPU work (hashing, diffing, tar, compression, copies) is
+    /// bounded, by the number of cores; a RUN step's process, which usually
+    /// waits on I/O or the network, holds no core.
+    #[arg(short = 'j', long, value_name = "N", verbatim_doc_comment)]
     pub jobs: Option<usize>,
     /// For every step that misses the cache, say which input changed
     #[arg(long)]
@@ -281,7 +285,7 @@ fn request(
         if j == 0 {
             bail!("--jobs must be at least 1");
         }
-        req.jobs = j;
+        req.jobs = Some(j);
     }
     Ok(req)
 }

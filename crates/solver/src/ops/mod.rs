@@ -129,6 +129,16 @@ impl Op for KilnOp {
             KilnOp::Merge(_) => "merge",
         }
     }
+
+    /// A RUN step waits on its container process and a URL source on the
+    /// network: their executors take a CPU permit only around their own
+    /// work. Everything else is kiln's own work throughout.
+    fn cpu_bound(&self) -> bool {
+        !matches!(
+            self,
+            KilnOp::Exec(_) | KilnOp::Source(SourceOp::Http { .. })
+        )
+    }
 }
 
 impl CacheKey for KilnOp {
@@ -725,5 +735,21 @@ mod tests {
         assert_ne!(key(&scratch), key(&merge));
         assert_ne!(key(&merge), key(&file));
         assert_eq!(scratch.kind(), "source");
+    }
+
+    #[test]
+    fn only_process_and_network_ops_wait_without_a_cpu_permit() {
+        assert!(!KilnOp::Exec(ExecOp::default()).cpu_bound());
+        assert!(
+            !KilnOp::Source(SourceOp::Http {
+                url: "http://127.0.0.1/x".into(),
+                checksum: None,
+                filename: None,
+            })
+            .cpu_bound()
+        );
+        assert!(KilnOp::File(FileOp::default()).cpu_bound());
+        assert!(KilnOp::Merge(MergeOp).cpu_bound());
+        assert!(KilnOp::Source(SourceOp::Scratch).cpu_bound());
     }
 }

@@ -3,8 +3,8 @@
 //! was cancelled.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kiln_solver::{CacheKey, ContentKey, Executor, KeyEncoder, Op, OpContext, OpError, Stream};
@@ -15,6 +15,9 @@ pub struct FakeOp {
     pub delay_ms: u64,
     pub fail: bool,
     pub panic: bool,
+    /// Like a RUN step: not [`Op::cpu_bound`]; a short setup and teardown
+    /// under a CPU permit around a "process" that holds none.
+    pub process: bool,
 }
 
 impl FakeOp {
@@ -24,6 +27,14 @@ impl FakeOp {
             delay_ms,
             fail: false,
             panic: false,
+            process: false,
+        }
+    }
+
+    pub fn process(id: u64, delay_ms: u64) -> FakeOp {
+        FakeOp {
+            process: true,
+            ..FakeOp::new(id, delay_ms)
         }
     }
 
@@ -48,6 +59,10 @@ impl Op for FakeOp {
     fn kind(&self) -> &'static str {
         "fake"
     }
+
+    fn cpu_bound(&self) -> bool {
+        !self.process
+    }
 }
 
 /// The pure function every op computes; order of inputs matters.
@@ -67,6 +82,34 @@ pub struct FakeExecutor {
     pub max_running: AtomicUsize,
     /// Content per op id (like context files an op reads).
     pub contents: Mutex<HashMap<u64, String>>,
+    /// Ops doing "kiln's own work" now (a cpu-bound op's whole run, a
+    /// process op's setup and teardown), and the most seen at once.
+    pub cpu_work: AtomicUsize,
+    pub max_cpu_work: AtomicUsize,
+    /// Process ops whose process is running now, and the most at once.
+    pub processes: AtomicUsize,
+    pub max_processes: AtomicUsize,
+    /// When set, every process waits here until this many processes are
+    /// running at once (a condition, not a delay: a scheduler that bounds
+    /// them below that never gets past it).
+    pub process_barrier: Option<Arc<tokio::sync::Barrier>>,
+}
+
+/// Counts one unit of work in `now`/`max` while alive.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(now: &'a AtomicUsize, max: &AtomicUsize) -> Counted<'a> {
+        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+        max.fetch_max(n, Ordering::SeqCst);
+        Counted(now)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl FakeExecutor {
@@ -108,9 +151,14 @@ impl Executor for FakeExecutor {
         self.max_running.fetch_max(now, Ordering::SeqCst);
         self.runs.lock().unwrap().push(op.id);
         ctx.log(Stream::Stdout, format!("running {}\n", op.id).into_bytes());
-        let outcome = tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(op.delay_ms)) => None,
-            () = ctx.cancelled() => Some(OpError::Cancelled),
+        let outcome = if op.process {
+            self.process(op, &ctx).await
+        } else {
+            let _cpu = Counted::new(&self.cpu_work, &self.max_cpu_work);
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(op.delay_ms)) => None,
+                () = ctx.cancelled() => Some(OpError::Cancelled),
+            }
         };
         self.running.fetch_sub(1, Ordering::SeqCst);
         if let Some(err) = outcome {
@@ -124,5 +172,40 @@ impl Executor for FakeExecutor {
         // Hashing goes through rayon in real ops; exercise that path.
         let id = op.id;
         ctx.cpu(move || compute(id, &inputs)).await
+    }
+}
+
+impl FakeExecutor {
+    /// A process op: setup under a CPU permit, the process without one
+    /// (waiting for the barrier if any, then `delay_ms`), teardown under a
+    /// permit again.
+    async fn process(&self, op: &FakeOp, ctx: &OpContext) -> Option<OpError> {
+        let phase = |ms: u64| async move {
+            let permit = match ctx.cpu_permit().await {
+                Ok(p) => p,
+                Err(e) => return Some(e),
+            };
+            let _cpu = Counted::new(&self.cpu_work, &self.max_cpu_work);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            drop(permit);
+            None
+        };
+        if let Some(e) = phase(2).await {
+            return Some(e);
+        }
+        {
+            let _p = Counted::new(&self.processes, &self.max_processes);
+            let run = async {
+                if let Some(b) = &self.process_barrier {
+                    b.wait().await;
+                }
+                tokio::time::sleep(Duration::from_millis(op.delay_ms)).await;
+            };
+            tokio::select! {
+                () = run => {}
+                () = ctx.cancelled() => return Some(OpError::Cancelled),
+            }
+        }
+        phase(2).await
     }
 }

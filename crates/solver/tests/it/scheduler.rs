@@ -18,9 +18,11 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// `jobs` steps at once, with CPU permits to spare (so `jobs` is the bound).
 fn opts(jobs: usize) -> SolveOptions {
     SolveOptions {
-        jobs,
+        jobs: Some(jobs),
+        cpu: 16,
         ..SolveOptions::default()
     }
 }
@@ -162,6 +164,135 @@ fn failure_stops_queued_ops_from_starting() {
         let solver = Solver::new(exec.clone(), Arc::new(MemoryCache::new())).options(opts(1));
         assert!(solver.solve(&g, &targets).await.is_err());
         assert_eq!(exec.total_runs(), 1, "ops started after the first failure");
+    });
+}
+
+fn unbounded(cpu: usize) -> SolveOptions {
+    SolveOptions {
+        jobs: None,
+        cpu,
+        ..SolveOptions::default()
+    }
+}
+
+#[test]
+fn run_processes_are_not_bounded_by_the_cpu_permits() {
+    rt().block_on(async {
+        // Six RUN-like ops on one CPU permit: each process waits until all
+        // six run at once, which only happens if the permit is not held
+        // while they run (like BuildKit's four 2 s sleeps in parallel).
+        let mut g = Graph::new();
+        let procs: Vec<_> = (0..6)
+            .map(|i| {
+                g.add(
+                    FakeOp::process(i, 5),
+                    &[],
+                    VertexOptions::named(format!("RUN sleep {i}")),
+                )
+            })
+            .collect();
+        let exec = Arc::new(FakeExecutor {
+            process_barrier: Some(Arc::new(tokio::sync::Barrier::new(6))),
+            ..FakeExecutor::default()
+        });
+        let solver = Solver::new(exec.clone(), Arc::new(MemoryCache::new())).options(unbounded(1));
+        let solution = tokio::time::timeout(Duration::from_secs(60), solver.solve(&g, &procs))
+            .await
+            .expect("the processes never all ran at once: a CPU permit bounds them")
+            .unwrap();
+        assert_eq!(solution.executed, 6);
+        assert_eq!(exec.max_processes.load(Ordering::SeqCst), 6);
+        // Their setups and teardowns shared the one permit.
+        assert_eq!(exec.max_cpu_work.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn own_cpu_work_is_bounded_by_the_cpu_permits_without_jobs() {
+    rt().block_on(async {
+        let mut g = Graph::new();
+        let mut leaves: Vec<_> = (0..6)
+            .map(|i| {
+                g.add(
+                    FakeOp::new(i, 30),
+                    &[],
+                    VertexOptions::named(format!("COPY {i}")),
+                )
+            })
+            .collect();
+        leaves.extend((10..14).map(|i| {
+            g.add(
+                FakeOp::process(i, 30),
+                &[],
+                VertexOptions::named(format!("RUN {i}")),
+            )
+        }));
+        let top = g.add(FakeOp::new(100, 0), &leaves, VertexOptions::named("top"));
+        let exec = Arc::new(FakeExecutor::default());
+        let solver = Solver::new(exec.clone(), Arc::new(MemoryCache::new())).options(unbounded(2));
+        let solution = solver.solve(&g, &[top]).await.unwrap();
+        assert_eq!(solution.executed, 11);
+        assert_eq!(exec.max_cpu_work.load(Ordering::SeqCst), 2);
+    });
+}
+
+#[test]
+fn jobs_bounds_the_steps_in_progress_processes_included() {
+    rt().block_on(async {
+        let mut g = Graph::new();
+        let procs: Vec<_> = (0..6)
+            .map(|i| {
+                g.add(
+                    FakeOp::process(i, 30),
+                    &[],
+                    VertexOptions::named(format!("RUN {i}")),
+                )
+            })
+            .collect();
+        let exec = Arc::new(FakeExecutor::default());
+        let solver =
+            Solver::new(exec.clone(), Arc::new(MemoryCache::new())).options(SolveOptions {
+                jobs: Some(2),
+                cpu: 4,
+                ..SolveOptions::default()
+            });
+        solver.solve(&g, &procs).await.unwrap();
+        assert_eq!(exec.total_runs(), 6);
+        assert_eq!(exec.max_running.load(Ordering::SeqCst), 2);
+        assert!(exec.max_processes.load(Ordering::SeqCst) <= 2);
+    });
+}
+
+#[test]
+fn ops_waiting_for_a_cpu_permit_never_start_after_a_failure() {
+    rt().block_on(async {
+        let mut g = Graph::new();
+        let bad = g.add(FakeOp::failing(1, 20), &[], VertexOptions::named("bad"));
+        let queued: Vec<_> = (10..20)
+            .map(|i| {
+                g.add(
+                    FakeOp::new(i, 20),
+                    &[],
+                    VertexOptions::named(format!("q{i}")),
+                )
+            })
+            .collect();
+        let mut targets = vec![bad];
+        targets.extend(queued.iter().copied());
+        let exec = Arc::new(FakeExecutor::default());
+        let (events, sink) = recorder();
+        let solver = Solver::new(exec.clone(), Arc::new(MemoryCache::new()))
+            .options(unbounded(1))
+            .events(sink);
+        assert!(solver.solve(&g, &targets).await.is_err());
+        assert_eq!(exec.total_runs(), 1, "ops started after the first failure");
+        // A step that only waited for a permit was never reported started
+        // (or cancelled): progress shows only what ran.
+        let events = events.lock().unwrap();
+        assert!(!events.iter().any(|e| matches!(
+            e,
+            Event::Started { vertex, .. } | Event::Cancelled { vertex } if queued.contains(vertex)
+        )));
     });
 }
 
