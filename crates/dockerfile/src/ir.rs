@@ -972,7 +972,18 @@ fn no_flags(cx: &Ctx<'_>, node: &Node, name: &str) -> Result<(), Error> {
 
 /// Type one syntax node (not FROM).
 fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKind, Error> {
-    let name = node.cmd.to_ascii_uppercase();
+    // The upper-case name for messages, without an allocation per instruction.
+    let upper;
+    let name: &str = match INSTRUCTIONS
+        .iter()
+        .find(|i| i.eq_ignore_ascii_case(&node.cmd))
+    {
+        Some(known) => known,
+        None => {
+            upper = node.cmd.to_ascii_uppercase();
+            &upper
+        }
+    };
     Ok(match node.cmd.as_str() {
         "run" => {
             let flags = Flags::parse(
@@ -1037,7 +1048,7 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
             })
         }
         "cmd" | "entrypoint" => {
-            no_flags(cx, node, &name)?;
+            no_flags(cx, node, name)?;
             let v = ShellOrExec::from_node(node);
             if node.cmd == "cmd" {
                 InstructionKind::Cmd(v)
@@ -1065,12 +1076,7 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
         }
         "copy" | "add" => {
             let is_copy = node.cmd == "copy";
-            let flags = Flags::parse(
-                cx,
-                node,
-                &name,
-                if is_copy { COPY_FLAGS } else { ADD_FLAGS },
-            )?;
+            let flags = Flags::parse(cx, node, name, if is_copy { COPY_FLAGS } else { ADD_FLAGS })?;
             if node.args.len() < 2 {
                 let msg = if node.args.is_empty() {
                     format!("{name} requires at least two arguments")
@@ -1126,7 +1132,7 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
             }
         }
         "env" | "label" => {
-            no_flags(cx, node, &name)?;
+            no_flags(cx, node, name)?;
             let pairs = key_values(node);
             if pairs.is_empty() {
                 return Err(cx.err_keyword(

@@ -10,6 +10,7 @@
 //! tree keeps the source, so the text between instructions (comments, blank
 //! lines) is recoverable and errors can point at a column.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -454,26 +455,25 @@ impl DirectiveState {
 /// If `line` continues on the next line, the text without the continuation
 /// marker.
 fn trim_continuation(line: &str, escape: char) -> Option<&str> {
-    // Fast path: the last non-blank character must be the escape character.
-    if !line.trim_end_matches([' ', '\t']).ends_with(escape) {
+    // The last non-blank character must be the escape character; the
+    // grammar then decides on the tail (the character before it, the
+    // escape and the blanks), so the cost does not grow with the line.
+    let body = line.trim_end_matches([' ', '\t']);
+    let escape_at = body.len().checked_sub(escape.len_utf8())?;
+    if !body.ends_with(escape) {
         return None;
     }
+    let tail_start = body[..escape_at]
+        .char_indices()
+        .next_back()
+        .map_or(escape_at, |(i, _)| i);
     let rule = if escape == '`' {
         Rule::continuation_bt
     } else {
         Rule::continuation_bs
     };
-    let pairs = DockerfileGrammar::parse(rule, line).ok()?;
-    let text = pairs
-        .flatten()
-        .find(|p| {
-            matches!(
-                p.as_rule(),
-                Rule::continued_text_bs | Rule::continued_text_bt
-            )
-        })
-        .map_or("", |p| p.as_str());
-    Some(&line[..text.len()])
+    DockerfileGrammar::parse(rule, &line[tail_start..]).ok()?;
+    Some(&line[..escape_at])
 }
 
 /// Parse a Dockerfile. Lenient like BuildKit's parser: unknown instructions
@@ -626,12 +626,6 @@ fn parse_str(source: String, raw: &[u8]) -> Result<SyntaxTree, Error> {
             node_from_line(&logical, st.escape).map_err(|m| err_at(start_line, m.0, m.1))?;
         node.comments = std::mem::take(&mut comments);
         node.segments = segments;
-        node.keyword = logical
-            .trim_start_matches(is_go_space)
-            .split([' ', '\t', '\u{b}', '\u{c}', '\r'])
-            .next()
-            .unwrap_or("")
-            .to_string();
         let can_heredoc = {
             let target = if node.cmd == "onbuild" {
                 node.next.as_deref().unwrap_or(&node)
@@ -763,11 +757,6 @@ fn node_from_line(line: &str, escape: char) -> Result<Node, LineError> {
             } else {
                 let mut child = node_from_line(args_text, escape)?;
                 child.original = args_text.to_string();
-                child.keyword = args_text
-                    .split([' ', '\t', '\u{b}', '\u{c}', '\r'])
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
                 (vec![], false, Some(Box::new(child)))
             }
         }
@@ -780,7 +769,8 @@ fn node_from_line(line: &str, escape: char) -> Result<Node, LineError> {
         json,
         heredocs: Vec::new(),
         next,
-        original: line.to_string(),
+        // Set by the caller, which owns the logical line.
+        original: String::new(),
         start_line: 0,
         end_line: 0,
         comments: Vec::new(),
@@ -798,7 +788,7 @@ fn is_space_byte(b: u8) -> bool {
 /// BuildKit's `extractBuilderFlags`: leading `--` words, scanned byte by
 /// byte (so non-ASCII text is re-encoded as Latin-1, as BuildKit does).
 /// Returns the remaining text and the flags.
-fn extract_flags(line: &str) -> (String, Vec<String>) {
+fn extract_flags(line: &str) -> (Cow<'_, str>, Vec<String>) {
     #[derive(PartialEq)]
     enum Phase {
         Spaces,
@@ -811,7 +801,7 @@ fn extract_flags(line: &str) -> (String, Vec<String>) {
     let mut word = String::new();
     let mut quote = 0u8;
     let mut blank_ok = false;
-    let rest_from = |pos: usize| String::from_utf8_lossy(&b[pos..]).into_owned();
+    let rest_from = |pos: usize| String::from_utf8_lossy(&b[pos..]);
     let mut pos = 0;
     while pos <= b.len() {
         let ch = if pos < b.len() { b[pos] } else { 0 };
@@ -887,7 +877,7 @@ fn extract_flags(line: &str) -> (String, Vec<String>) {
         word.push(char::from(c));
         pos += 1;
     }
-    (String::new(), words)
+    (Cow::Borrowed(""), words)
 }
 
 /// Split on BuildKit's `[\t\v\f\r ]+`; empty text gives no items.
@@ -983,21 +973,24 @@ fn health_config(text: &str) -> Result<(Vec<String>, bool), LineError> {
 /// BuildKit's `parseWords`: words separated by Unicode whitespace, quotes
 /// and escapes kept.
 pub(crate) fn parse_words(text: &str, escape: char) -> Vec<String> {
-    let input = format!("{escape}{text}");
+    let mut input = String::with_capacity(text.len() + 1);
+    input.push(escape);
+    input.push_str(text);
     let Ok(pairs) = DockerfileGrammar::parse(Rule::words, &input) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    for p in pairs.flatten().filter(|p| p.as_rule() == Rule::word) {
-        let mut w = p.as_str();
-        if p.clone()
-            .into_inner()
-            .flatten()
-            .any(|q| q.as_rule() == Rule::trailing_escape)
-        {
-            w = &w[..w.len() - escape.len_utf8()];
+    let mut out: Vec<String> = Vec::new();
+    for p in pairs.flatten() {
+        match p.as_rule() {
+            Rule::word => out.push(p.as_str().to_string()),
+            // Only at the very end of the input, so inside the last word.
+            Rule::trailing_escape => {
+                if let Some(last) = out.last_mut() {
+                    last.truncate(last.len() - escape.len_utf8());
+                }
+            }
+            _ => {}
         }
-        out.push(w.to_string());
     }
     out
 }
