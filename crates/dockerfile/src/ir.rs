@@ -974,15 +974,14 @@ fn no_flags(cx: &Ctx<'_>, node: &Node, name: &str) -> Result<(), Error> {
 fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKind, Error> {
     // The upper-case name for messages, without an allocation per instruction.
     let upper;
-    let name: &str = match INSTRUCTIONS
+    let name: &str = if let Some(known) = INSTRUCTIONS
         .iter()
         .find(|i| i.eq_ignore_ascii_case(&node.cmd))
     {
-        Some(known) => known,
-        None => {
-            upper = node.cmd.to_ascii_uppercase();
-            &upper
-        }
+        known
+    } else {
+        upper = node.cmd.to_ascii_uppercase();
+        &upper
     };
     Ok(match node.cmd.as_str() {
         "run" => {
