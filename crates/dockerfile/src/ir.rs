@@ -11,6 +11,7 @@
 //! build expands them with [`crate::shell::Lexer`] (see
 //! [`InstructionKind::expands_variables`]).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
@@ -514,9 +515,35 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 struct Ctx<'t> {
     tree: &'t SyntaxTree,
+    /// Every error found so far, in the order found. Problems that leave the
+    /// rest of an instruction checkable (a bad flag, a bad mount) are
+    /// reported here and checking goes on; an instruction with any error is
+    /// left out of the typed Dockerfile.
+    errors: RefCell<Vec<Error>>,
 }
 
 impl Ctx<'_> {
+    fn report(&self, err: Error) {
+        self.errors.borrow_mut().push(err);
+    }
+
+    fn error_count(&self) -> usize {
+        self.errors.borrow().len()
+    }
+
+    /// Type one instruction; `None` (its errors reported) when it is bad.
+    fn typed(&self, node: &Node) -> Option<InstructionKind> {
+        let before = self.error_count();
+        match instruction(self, node, false) {
+            Ok(kind) if self.error_count() == before => Some(kind),
+            Ok(_) => None,
+            Err(e) => {
+                self.report(e);
+                None
+            }
+        }
+    }
+
     fn err(&self, node: &Node, span: Span, message: String, help: Option<String>) -> Error {
         let _ = node;
         Error::instruction(message, self.tree.locate(span), help)
@@ -556,12 +583,7 @@ enum FlagKind {
 }
 
 impl Flags {
-    fn parse(
-        cx: &Ctx<'_>,
-        node: &Node,
-        instruction: &str,
-        allowed: &[(&str, FlagKind)],
-    ) -> Result<Flags, Error> {
+    fn parse(cx: &Ctx<'_>, node: &Node, instruction: &str, allowed: &[(&str, FlagKind)]) -> Flags {
         let mut values: Vec<(String, Option<String>, Span)> = Vec::new();
         for raw in &node.flags {
             let span = node.find_span(raw);
@@ -594,12 +616,13 @@ impl Flags {
                             .join(", ")
                     )),
                 };
-                return Err(cx.err(
+                cx.report(cx.err(
                     node,
                     span,
                     format!("unknown flag `--{name}` for {instruction}"),
                     help,
                 ));
+                continue;
             };
             match kind {
                 FlagKind::Bool => {
@@ -609,36 +632,39 @@ impl Flags {
                             "true" | "false" | "1" | "0"
                         )
                     {
-                        return Err(cx.err(
+                        cx.report(cx.err(
                             node,
                             span,
                             format!("expecting boolean value for flag `--{name}`, not `{v}`"),
                             Some(format!("write `--{name}` or `--{name}=false`")),
                         ));
+                        continue;
                     }
                 }
                 FlagKind::String | FlagKind::List => {
                     if value.is_none() {
-                        return Err(cx.err(
+                        cx.report(cx.err(
                             node,
                             span,
                             format!("missing a value on flag `--{name}` of {instruction}"),
                             Some(format!("write `--{name}=VALUE`")),
                         ));
+                        continue;
                     }
                 }
             }
             if *kind != FlagKind::List && values.iter().any(|(n, _, _)| *n == name) {
-                return Err(cx.err(
+                cx.report(cx.err(
                     node,
                     span,
                     format!("duplicate flag specified: `--{name}`"),
                     None,
                 ));
+                continue;
             }
             values.push((name, value, span));
         }
-        Ok(Flags { values })
+        Flags { values }
     }
 
     fn string(&self, name: &str) -> Option<String> {
@@ -966,8 +992,8 @@ fn exactly_one(cx: &Ctx<'_>, node: &Node, name: &str) -> Result<String, Error> {
     }
 }
 
-fn no_flags(cx: &Ctx<'_>, node: &Node, name: &str) -> Result<(), Error> {
-    Flags::parse(cx, node, name, &[]).map(|_| ())
+fn no_flags(cx: &Ctx<'_>, node: &Node, name: &str) {
+    Flags::parse(cx, node, name, &[]);
 }
 
 /// Type one syntax node (not FROM).
@@ -994,42 +1020,46 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
                     ("network", FlagKind::String),
                     ("security", FlagKind::String),
                 ],
-            )?;
+            );
             let mut mounts = Vec::new();
             for (raw, span) in flags.list("mount") {
-                let m = parse_mount(&raw).map_err(|m| cx.err(node, span, m, None))?;
-                mounts.push(m);
+                match parse_mount(&raw) {
+                    Ok(m) => mounts.push(m),
+                    Err(m) => cx.report(cx.err(node, span, m, None)),
+                }
             }
             let network = match flags.string("network") {
                 None => None,
-                Some(v) => Some(match v.as_str() {
-                    "default" => NetworkMode::Default,
-                    "none" => NetworkMode::None,
-                    "host" => NetworkMode::Host,
+                Some(v) => match v.as_str() {
+                    "default" => Some(NetworkMode::Default),
+                    "none" => Some(NetworkMode::None),
+                    "host" => Some(NetworkMode::Host),
                     other => {
-                        return Err(cx.err(
+                        cx.report(cx.err(
                             node,
                             flags.span("network").unwrap_or_default(),
                             format!("unsupported network mode `{other}`"),
                             Some("use --network=default, none or host".into()),
                         ));
+                        None
                     }
-                }),
+                },
             };
             let security = match flags.string("security") {
                 None => None,
-                Some(v) => Some(match v.as_str() {
-                    "sandbox" => SecurityMode::Sandbox,
-                    "insecure" => SecurityMode::Insecure,
+                Some(v) => match v.as_str() {
+                    "sandbox" => Some(SecurityMode::Sandbox),
+                    "insecure" => Some(SecurityMode::Insecure),
                     other => {
-                        return Err(cx.err(
+                        cx.report(cx.err(
                             node,
                             flags.span("security").unwrap_or_default(),
                             format!("unsupported security mode `{other}`"),
                             Some("use --security=sandbox or insecure".into()),
                         ));
+                        None
                     }
-                }),
+                },
             };
             if node.args.is_empty() && !node.json {
                 return Err(cx.err_keyword(
@@ -1047,7 +1077,7 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
             })
         }
         "cmd" | "entrypoint" => {
-            no_flags(cx, node, name)?;
+            no_flags(cx, node, name);
             let v = ShellOrExec::from_node(node);
             if node.cmd == "cmd" {
                 InstructionKind::Cmd(v)
@@ -1056,7 +1086,7 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
             }
         }
         "shell" => {
-            no_flags(cx, node, "SHELL")?;
+            no_flags(cx, node, "SHELL");
             if !node.json {
                 return Err(cx.err_keyword(
                     node,
@@ -1075,7 +1105,7 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
         }
         "copy" | "add" => {
             let is_copy = node.cmd == "copy";
-            let flags = Flags::parse(cx, node, name, if is_copy { COPY_FLAGS } else { ADD_FLAGS })?;
+            let flags = Flags::parse(cx, node, name, if is_copy { COPY_FLAGS } else { ADD_FLAGS });
             if node.args.len() < 2 {
                 let msg = if node.args.is_empty() {
                     format!("{name} requires at least two arguments")
@@ -1131,7 +1161,7 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
             }
         }
         "env" | "label" => {
-            no_flags(cx, node, name)?;
+            no_flags(cx, node, name);
             let pairs = key_values(node);
             if pairs.is_empty() {
                 return Err(cx.err_keyword(
@@ -1155,7 +1185,7 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
             }
         }
         "arg" => {
-            no_flags(cx, node, "ARG")?;
+            no_flags(cx, node, "ARG");
             if node.args.is_empty() {
                 return Err(cx.err_keyword(
                     node,
@@ -1182,7 +1212,7 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
             InstructionKind::Arg(defs)
         }
         "expose" => {
-            no_flags(cx, node, "EXPOSE")?;
+            no_flags(cx, node, "EXPOSE");
             if node.args.is_empty() {
                 return Err(cx.err_keyword(
                     node,
@@ -1198,7 +1228,7 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
             InstructionKind::Expose(node.args.clone())
         }
         "volume" => {
-            no_flags(cx, node, "VOLUME")?;
+            no_flags(cx, node, "VOLUME");
             if node.args.is_empty() {
                 return Err(cx.err_keyword(
                     node,
@@ -1216,24 +1246,24 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
             InstructionKind::Volume(node.args.clone())
         }
         "user" => {
-            no_flags(cx, node, "USER")?;
+            no_flags(cx, node, "USER");
             InstructionKind::User(exactly_one(cx, node, "USER")?)
         }
         "workdir" => {
-            no_flags(cx, node, "WORKDIR")?;
+            no_flags(cx, node, "WORKDIR");
             InstructionKind::Workdir(exactly_one(cx, node, "WORKDIR")?)
         }
         "stopsignal" => {
-            no_flags(cx, node, "STOPSIGNAL")?;
+            no_flags(cx, node, "STOPSIGNAL");
             InstructionKind::StopSignal(exactly_one(cx, node, "STOPSIGNAL")?)
         }
         "maintainer" => {
-            no_flags(cx, node, "MAINTAINER")?;
+            no_flags(cx, node, "MAINTAINER");
             InstructionKind::Maintainer(exactly_one(cx, node, "MAINTAINER")?)
         }
         "healthcheck" => InstructionKind::Healthcheck(healthcheck(cx, node)?),
         "onbuild" => {
-            no_flags(cx, node, "ONBUILD")?;
+            no_flags(cx, node, "ONBUILD");
             let Some(next) = node.next.as_deref() else {
                 return Err(cx.err_keyword(
                     node,
@@ -1323,7 +1353,7 @@ fn healthcheck(cx: &Ctx<'_>, node: &Node) -> Result<Healthcheck, Error> {
             ("start-interval", FlagKind::String),
             ("retries", FlagKind::String),
         ],
-    )?;
+    );
     let Some(typ) = node.args.first() else {
         return Err(cx.err_keyword(
             node,
@@ -1412,75 +1442,102 @@ pub fn valid_stage_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
+/// The stage a `FROM` opens. A bad `FROM` is reported and still opens a
+/// stage (unnamed, its base as written), so that what follows is checked
+/// against the right stage.
+fn from_stage(cx: &Ctx<'_>, node: &Node, index: usize) -> Stage {
+    let flags = Flags::parse(cx, node, "FROM", &[("platform", FlagKind::String)]);
+    let (base_name, mut name_written) = match node.args.as_slice() {
+        [image] => (image.clone(), None),
+        [image, as_kw, name] if as_kw.eq_ignore_ascii_case("as") => {
+            (image.clone(), Some(name.clone()))
+        }
+        [] => {
+            cx.report(cx.err_keyword(
+                node,
+                "FROM requires either one or three arguments".into(),
+                Some("write `FROM image [AS name]`".into()),
+            ));
+            (String::new(), None)
+        }
+        [image, second, ..] => {
+            let span = node.find_span(second);
+            cx.report(cx.err(
+                node,
+                span,
+                "FROM requires either one or three arguments".into(),
+                Some("write `FROM image [AS name]`".into()),
+            ));
+            (image.clone(), None)
+        }
+    };
+    let mut name = name_written.as_ref().map(|n| n.to_lowercase());
+    if let Some(n) = &name
+        && !valid_stage_name(n)
+    {
+        cx.report(cx.err(
+            node,
+            node.find_span(name_written.as_deref().unwrap_or_default()),
+            format!("invalid name for build stage: `{n}`, name can't start with a number or contain symbols"),
+            Some("use letters, digits, `-`, `_` and `.`, starting with a letter".into()),
+        ));
+        name = None;
+        name_written = None;
+    }
+    Stage {
+        index,
+        name,
+        name_as_written: name_written,
+        base_name: base_name.clone(),
+        base: Base::Image(base_name),
+        platform: flags.string("platform"),
+        from: meta_of(node),
+        instructions: Vec::new(),
+    }
+}
+
 impl Dockerfile {
-    /// Build the typed Dockerfile from a syntax tree.
+    /// Build the typed Dockerfile from a syntax tree; the first error if
+    /// anything is wrong.
     pub fn from_tree(tree: SyntaxTree) -> Result<Dockerfile, Error> {
-        let cx = Ctx { tree: &tree };
+        Dockerfile::from_tree_all(tree).map_err(|mut errors| errors.swap_remove(0))
+    }
+
+    /// Build the typed Dockerfile from a syntax tree, or report every error
+    /// found (in instruction order; never an empty list): each bad
+    /// instruction, each unknown or bad flag, each bad mount. A bad `FROM`
+    /// still opens a stage, so the instructions under it are checked too.
+    pub fn from_tree_all(tree: SyntaxTree) -> Result<Dockerfile, Vec<Error>> {
+        let cx = Ctx {
+            tree: &tree,
+            errors: RefCell::new(Vec::new()),
+        };
         let mut global_args = Vec::new();
-        let mut stages: Vec<Stage> = Vec::new();
+        let mut stages: Vec<Stage> = Vec::with_capacity(tree.instructions.len() / 8 + 1);
         for node in &tree.instructions {
             if node.cmd == "from" {
-                let flags = Flags::parse(&cx, node, "FROM", &[("platform", FlagKind::String)])?;
-                let (base_name, name_written) = match node.args.as_slice() {
-                    [image] => (image.clone(), None),
-                    [image, as_kw, name] if as_kw.eq_ignore_ascii_case("as") => {
-                        (image.clone(), Some(name.clone()))
-                    }
-                    [] => {
-                        return Err(cx.err_keyword(
-                            node,
-                            "FROM requires either one or three arguments".into(),
-                            Some("write `FROM image [AS name]`".into()),
-                        ));
-                    }
-                    [_, second, ..] => {
-                        let span = node.find_span(second);
-                        return Err(cx.err(
-                            node,
-                            span,
-                            "FROM requires either one or three arguments".into(),
-                            Some("write `FROM image [AS name]`".into()),
-                        ));
-                    }
-                };
-                let name = name_written.as_ref().map(|n| n.to_lowercase());
-                if let Some(n) = &name
-                    && !valid_stage_name(n)
-                {
-                    return Err(cx.err(
-                            node,
-                            node.find_span(name_written.as_deref().unwrap_or_default()),
-                            format!("invalid name for build stage: `{n}`, name can't start with a number or contain symbols"),
-                            Some("use letters, digits, `-`, `_` and `.`, starting with a letter".into()),
-                        ));
-                }
-                let index = stages.len();
-                stages.push(Stage {
-                    index,
-                    name,
-                    name_as_written: name_written,
-                    base_name: base_name.clone(),
-                    base: Base::Image(base_name),
-                    platform: flags.string("platform"),
-                    from: meta_of(node),
-                    instructions: Vec::new(),
-                });
+                stages.push(from_stage(&cx, node, stages.len()));
                 continue;
             }
             let Some(stage) = stages.last_mut() else {
                 if node.cmd == "arg" {
-                    let kind = instruction(&cx, node, false)?;
-                    global_args.push(Instruction {
-                        kind,
-                        meta: meta_of(node),
-                    });
+                    if let Some(kind) = cx.typed(node) {
+                        global_args.push(Instruction {
+                            kind,
+                            meta: meta_of(node),
+                        });
+                    }
                     continue;
                 }
-                let known = INSTRUCTIONS.contains(&node.cmd.to_ascii_uppercase().as_str());
+                let known = INSTRUCTIONS
+                    .iter()
+                    .any(|i| i.eq_ignore_ascii_case(&node.cmd));
                 if !known {
-                    instruction(&cx, node, false)?;
+                    // Its own error (unknown instruction) says more.
+                    cx.typed(node);
+                    continue;
                 }
-                return Err(cx.err_keyword(
+                cx.report(cx.err_keyword(
                     node,
                     format!(
                         "{} instruction before the first FROM",
@@ -1491,24 +1548,30 @@ impl Dockerfile {
                             .into(),
                     ),
                 ));
+                continue;
             };
-            let kind = instruction(&cx, node, false)?;
-            stage.instructions.push(Instruction {
-                kind,
-                meta: meta_of(node),
-            });
+            if let Some(kind) = cx.typed(node) {
+                stage.instructions.push(Instruction {
+                    kind,
+                    meta: meta_of(node),
+                });
+            }
         }
+        let mut errors = cx.errors.into_inner();
         if stages.is_empty() {
+            if !errors.is_empty() {
+                return Err(errors);
+            }
             let last = tree
                 .instructions
                 .last()
                 .map(Node::keyword_span)
                 .unwrap_or_default();
-            return Err(Error::instruction(
+            return Err(vec![Error::instruction(
                 "the Dockerfile has no FROM instruction".into(),
                 tree.locate(last),
                 Some("start a build stage with `FROM image` (or `FROM scratch`)".into()),
-            ));
+            )]);
         }
         let mut df = Dockerfile {
             escape: tree.escape,
@@ -1527,8 +1590,12 @@ impl Dockerfile {
                 df.stage_index.entry(name.clone()).or_insert(st.index);
             }
         }
-        df.resolve()?;
-        Ok(df)
+        errors.extend(df.resolve());
+        if errors.is_empty() {
+            Ok(df)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Parse and type in one go.
@@ -1638,7 +1705,9 @@ impl Dockerfile {
         node.map_or(meta.span, |n| n.find_span(needle))
     }
 
-    fn resolve(&mut self) -> Result<(), Error> {
+    /// Resolve stage bases and `COPY --from` references; the errors found.
+    fn resolve(&mut self) -> Vec<Error> {
+        let mut errors = Vec::new();
         let globals = self.global_arg_defaults();
         for i in 0..self.stages.len() {
             let base = self
@@ -1654,11 +1723,12 @@ impl Dockerfile {
                 {
                     if from.eq_ignore_ascii_case(self.stages[i].name.as_deref().unwrap_or("\u{0}"))
                     {
-                        return Err(Error::instruction(
+                        errors.push(Error::instruction(
                             format!("COPY --from={from} refers to the stage it is in"),
                             self.tree.locate(self.locate_in(&ins.meta, from)),
                             Some("a stage can copy only from earlier stages".into()),
                         ));
+                        continue;
                     }
                     resolved.push((j, self.stage_ref(from, i)));
                 }
@@ -1669,7 +1739,7 @@ impl Dockerfile {
                 }
             }
         }
-        Ok(())
+        errors
     }
 }
 

@@ -479,19 +479,36 @@ fn trim_continuation(line: &str, escape: char) -> Option<&str> {
 /// Parse a Dockerfile. Lenient like BuildKit's parser: unknown instructions
 /// and flags are kept; only what BuildKit's parser rejects is an error.
 pub fn parse(input: &[u8]) -> Result<SyntaxTree, Error> {
+    let (tree, mut errors) = parse_recovering(input);
+    if errors.is_empty() {
+        Ok(tree)
+    } else {
+        Err(errors.swap_remove(0))
+    }
+}
+
+/// Parse a Dockerfile without stopping at the first error, for reporting
+/// every problem at once (`kiln check`): a logical line BuildKit's parser
+/// rejects is reported and left out, and parsing resumes at the next
+/// logical line. An unterminated heredoc runs to the end of the file, so it
+/// is the last error. Returns the tree of the instructions that parsed and
+/// the errors; [`parse`] returns the first of them.
+pub fn parse_recovering(input: &[u8]) -> (SyntaxTree, Vec<Error>) {
     let source = String::from_utf8_lossy(input).into_owned();
     parse_str(source, input)
 }
 
-fn parse_str(source: String, raw: &[u8]) -> Result<SyntaxTree, Error> {
+fn parse_str(source: String, raw: &[u8]) -> (SyntaxTree, Vec<Error>) {
     let lines = Lines::new(&source);
-    // The 64 KiB limit applies to the raw bytes of a line.
+    let mut errors: Vec<Error> = Vec::new();
+    // The 64 KiB limit applies to the raw bytes of a line. These errors
+    // come first: BuildKit's scanner fails on them before parsing anything.
     {
         let mut start = 0;
         for (n, chunk) in raw.split(|b| *b == b'\n').enumerate() {
             if chunk.len() > MAX_LINE {
                 let span = Span::new(start, start);
-                return Err(Error::syntax(
+                errors.push(Error::syntax(
                     format!("dockerfile line greater than max allowed size of {MAX_LINE}"),
                     Location {
                         line: n + 1,
@@ -556,18 +573,20 @@ fn parse_str(source: String, raw: &[u8]) -> Result<SyntaxTree, Error> {
         let stripped = trim_leading_space(trimmed);
         let lead = trimmed.len() - stripped.len();
         let span = Span::new(offset, offset + trimmed.len());
+        // A bad directive is reported; its line is then just a comment.
         let is_directive = st
             .process(stripped, i + 1, span, &mut directives)
-            .map_err(|m| {
-                err_at(
+            .unwrap_or_else(|m| {
+                errors.push(err_at(
                     i + 1,
                     m,
                     Some(
                         "a parser directive may appear once, and `escape` takes `\\` or `` ` ``"
                             .into(),
                     ),
-                )
-            })?;
+                ));
+                false
+            });
         if is_directive {
             comments.pop();
         }
@@ -622,8 +641,15 @@ fn parse_str(source: String, raw: &[u8]) -> Result<SyntaxTree, Error> {
                 line: i,
             });
         }
-        let mut node =
-            node_from_line(&logical, st.escape).map_err(|m| err_at(start_line, m.0, m.1))?;
+        let mut node = match node_from_line(&logical, st.escape) {
+            Ok(node) => node,
+            Err(m) => {
+                // Resume at the next logical line.
+                errors.push(err_at(start_line, m.0, m.1));
+                comments.clear();
+                continue;
+            }
+        };
         node.comments = std::mem::take(&mut comments);
         node.segments = segments;
         let can_heredoc = {
@@ -635,7 +661,14 @@ fn parse_str(source: String, raw: &[u8]) -> Result<SyntaxTree, Error> {
             heredoc_capable(&target.cmd) && !target.json
         };
         if can_heredoc && logical.contains("<<") {
-            let openers = heredocs_from_line(&logical).map_err(|m| err_at(start_line, m, None))?;
+            let openers = match heredocs_from_line(&logical) {
+                Ok(openers) => openers,
+                Err(m) => {
+                    errors.push(err_at(start_line, m, None));
+                    continue;
+                }
+            };
+            let mut unterminated = false;
             for mut doc in openers {
                 let mut terminated = false;
                 let mut content = String::new();
@@ -653,7 +686,8 @@ fn parse_str(source: String, raw: &[u8]) -> Result<SyntaxTree, Error> {
                     content.push_str(body);
                 }
                 if !terminated {
-                    return Err(err_at(
+                    // The body ran to the end of the file: nothing follows.
+                    errors.push(err_at(
                         start_line,
                         format!("unterminated heredoc `{}`", doc.name),
                         Some(format!(
@@ -661,9 +695,14 @@ fn parse_str(source: String, raw: &[u8]) -> Result<SyntaxTree, Error> {
                             doc.name
                         )),
                     ));
+                    unterminated = true;
+                    break;
                 }
                 doc.content = content;
                 node.heredocs.push(doc);
+            }
+            if unterminated {
+                continue;
             }
         }
         node.start_line = start_line;
@@ -676,9 +715,10 @@ fn parse_str(source: String, raw: &[u8]) -> Result<SyntaxTree, Error> {
         node.original = logical;
         instructions.push(node);
     }
-    if instructions.is_empty() {
+    // Only when nothing else is wrong: lines that failed are not missing.
+    if instructions.is_empty() && errors.is_empty() {
         let line = n.max(1);
-        return Err(err_at(
+        errors.push(err_at(
             line,
             "file with no instructions".into(),
             Some("a Dockerfile needs at least one instruction, usually `FROM`".into()),
@@ -687,14 +727,15 @@ fn parse_str(source: String, raw: &[u8]) -> Result<SyntaxTree, Error> {
     let line_starts = std::iter::once(0)
         .chain(source.match_indices('\n').map(|(i, _)| i + 1))
         .collect();
-    Ok(SyntaxTree {
+    let tree = SyntaxTree {
         escape: st.escape,
         directives,
         warnings,
         instructions,
         source,
         line_starts,
-    })
+    };
+    (tree, errors)
 }
 
 /// BuildKit keeps `TrimSpace(line[1:])` as the comment: the first byte is

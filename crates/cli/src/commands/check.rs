@@ -37,8 +37,12 @@ ExposeInvalidFormat.
 
 A `# check=skip=Rule1,Rule2;error=true` directive at the top of the
 Dockerfile skips rules (`skip=all` skips every rule) and turns findings into
-errors. Exit status: 0 when nothing is an error, 1 otherwise (also for a
-Dockerfile that does not parse).
+errors. Exit status: 0 when nothing is an error, 1 otherwise.
+
+A Dockerfile that does not parse or is not valid gets every error found
+reported, each located with its line and a caret (every bad instruction,
+unknown or bad flag, bad mount; after a syntax error, parsing resumes at the
+next logical line), and exit status 1; the rules run once it is valid.
 
 Examples:
   kiln check
@@ -60,8 +64,10 @@ pub struct CheckArgs {
 
 pub fn run(args: &CheckArgs) -> Result<Exit> {
     let input = DockerfileInput::read(&args.file)?;
-    let tree = input.parse()?;
-    let df = Dockerfile::from_tree(tree).map_err(|e| input.located(&e))?;
+    let df = match typed_or_errors(&input) {
+        Ok(df) => df,
+        Err(errors) => return report_errors(&input, &errors, args.format),
+    };
     let findings = kiln_dockerfile::check::check(&df).map_err(|e| input.located(&e))?;
     let errors = findings
         .iter()
@@ -98,6 +104,77 @@ pub fn run(args: &CheckArgs) -> Result<Exit> {
     } else {
         Exit::SUCCESS
     })
+}
+
+/// The typed Dockerfile, or every error in it: the syntax errors (each bad
+/// logical line is skipped and parsing goes on) and the typed layer's errors
+/// on the instructions that did parse, in file order.
+fn typed_or_errors(input: &DockerfileInput) -> Result<Dockerfile, Vec<kiln_dockerfile::Error>> {
+    let (tree, mut errors) = kiln_dockerfile::syntax::parse_recovering(&input.bytes);
+    // Nothing parsed: the typed layer would only add "no FROM".
+    if !errors.is_empty() && tree.instructions.is_empty() {
+        return Err(errors);
+    }
+    match Dockerfile::from_tree_all(tree) {
+        Ok(df) if errors.is_empty() => return Ok(df),
+        Ok(_) => {}
+        Err(more) => errors.extend(more),
+    }
+    // Stable: errors on one spot keep the order they were found in.
+    errors.sort_by_key(|e| (e.location().line, e.location().column));
+    errors.dedup();
+    Err(errors)
+}
+
+/// Report a Dockerfile that does not parse or type: every error, located,
+/// on stderr (text) or as error findings without a rule (json); exit 1.
+fn report_errors(
+    input: &DockerfileInput,
+    errors: &[kiln_dockerfile::Error],
+    format: Format,
+) -> Result<Exit> {
+    match format {
+        Format::Json => {
+            let list: Vec<serde_json::Value> = errors
+                .iter()
+                .map(|e| {
+                    let l = e.location();
+                    json!({
+                        "rule": null,
+                        "severity": "error",
+                        "message": e.message(),
+                        "description": null,
+                        "url": null,
+                        "file": input.name,
+                        "line": l.line,
+                        "column": l.column,
+                        "width": l.width,
+                        "fix": e.help(),
+                    })
+                })
+                .collect();
+            let doc = json!({"file": input.name, "findings": list, "errors": errors.len(), "warnings": 0});
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(&doc)?
+            )?;
+        }
+        Format::Text => {
+            let mut text = String::new();
+            for e in errors {
+                text.push_str(&input.located(e).render());
+            }
+            let _ = writeln!(
+                text,
+                "{}: {} error(s); the Dockerfile is not valid",
+                input.name,
+                errors.len()
+            );
+            std::io::stderr().lock().write_all(text.as_bytes())?;
+        }
+    }
+    Ok(Exit::FAILURE)
 }
 
 fn severity_name(s: Severity) -> &'static str {

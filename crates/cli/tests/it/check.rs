@@ -83,3 +83,60 @@ fn examples_check_cleanly() {
         assert!(stdout.contains("no problems found"), "{name}: {stdout}");
     }
 }
+
+#[test]
+fn every_error_is_reported_with_its_caret_and_exit_one() {
+    let root = tempfile::tempdir().unwrap();
+    write(
+        root.path(),
+        "FROM alpine\nRUN --netwrok=none make\nCOPPY . /app\nENV x\nCMD [\"ok\"]\n",
+    );
+    let (out, stdout, stderr) = output(
+        kiln(root.path())
+            .args(["check", "-f", "Dockerfile"])
+            .current_dir(root.path()),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr,
+        "error: unknown flag `--netwrok` for RUN
+ --> Dockerfile:2:5
+  |
+2 | RUN --netwrok=none make
+  |     ^^^^^^^^^^^^^^
+  = help: did you mean `--network`?
+error: unknown instruction: `COPPY`
+ --> Dockerfile:3:1
+  |
+3 | COPPY . /app
+  | ^^^^^
+  = help: did you mean `COPY`?
+error: ENV must have two arguments
+ --> Dockerfile:4:1
+  |
+4 | ENV x
+  | ^^^^^
+  = help: write `ENV name=value`
+Dockerfile: 3 error(s); the Dockerfile is not valid
+"
+    );
+
+    let (out, stdout, stderr) = output(
+        kiln(root.path())
+            .args(["check", "--format", "json", "-f", "Dockerfile"])
+            .current_dir(root.path()),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["errors"], 3);
+    let at: Vec<(u64, u64)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["line"].as_u64().unwrap(), f["column"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(at, [(2, 5), (3, 1), (4, 1)]);
+    assert!(v["findings"][0]["rule"].is_null());
+    assert_eq!(v["findings"][1]["fix"], "did you mean `COPY`?");
+}

@@ -45,3 +45,62 @@ fn error_fixtures_match_their_snapshots() {
         });
     }
 }
+
+/// Every error of both layers, as `line:column: message`, in file order.
+fn all_errors(source: &str) -> String {
+    let (tree, mut errors) = kiln_dockerfile::syntax::parse_recovering(source.as_bytes());
+    if let Err(more) = Dockerfile::from_tree_all(tree) {
+        errors.extend(more);
+    }
+    errors.sort_by_key(|e| (e.location().line, e.location().column));
+    let mut out = String::new();
+    for e in &errors {
+        let l = e.location();
+        out.push_str(&format!("{}:{}: {}\n", l.line, l.column, e.message()));
+    }
+    out
+}
+
+#[test]
+fn every_error_in_a_file_is_reported_not_just_the_first() {
+    let source = "FROM alpine AS 1bad\n\
+                  RUN --mount=type=cache --netwrok=none \\\n    --mount=type=bogus make\n\
+                  ENV novalue\n\
+                  COPPY . /\n\
+                  COPY --chmod=99 a b\n\
+                  CMD [\"a\", 1]\n\
+                  RUN --network=wifi true\n";
+    assert_eq!(
+        all_errors(source),
+        "1:16: invalid name for build stage: `1bad`, name can't start with a number or contain symbols\n\
+         2:5: a cache mount needs a target: `target=/path`\n\
+         2:24: unknown flag `--netwrok` for RUN\n\
+         3:5: unsupported mount type `bogus`\n\
+         4:1: ENV must have two arguments\n\
+         5:1: unknown instruction: `COPPY`\n\
+         6:6: invalid --chmod value `99`\n\
+         7:1: when using JSON array syntax, arrays must be comprised of strings only\n\
+         8:5: unsupported network mode `wifi`\n"
+    );
+    // The first of them is what the one-error API returns.
+    let first = Dockerfile::parse(source.as_bytes()).unwrap_err();
+    assert_eq!(first.message(), "ENV must have two arguments");
+}
+
+#[test]
+fn parsing_resumes_after_a_syntax_error_and_the_good_lines_are_kept() {
+    let source = "FROM alpine\nENV\nLABEL a\nCMD [1]\nRUN ok\n";
+    let (tree, errors) = kiln_dockerfile::syntax::parse_recovering(source.as_bytes());
+    let lines: Vec<usize> = errors.iter().map(|e| e.location().line).collect();
+    assert_eq!(lines, [3, 4], "{errors:?}");
+    let cmds: Vec<&str> = tree.instructions.iter().map(|n| n.cmd.as_str()).collect();
+    assert_eq!(cmds, ["from", "env", "run"]);
+    // An unterminated heredoc swallows the rest: it is the last error.
+    let source = "FROM a\nENV x\nRUN <<EOF\necho\nCMD [1]\n";
+    let (_, errors) = kiln_dockerfile::syntax::parse_recovering(source.as_bytes());
+    let messages: Vec<&str> = errors.iter().map(kiln_dockerfile::Error::message).collect();
+    assert_eq!(
+        messages,
+        ["ENV must have two arguments", "unterminated heredoc `EOF`"]
+    );
+}
