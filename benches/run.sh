@@ -55,19 +55,6 @@ tar -C "$rootfs" -cf "$work/rootfs.tar" .
 "$kiln" --root "$root" import "$work/rootfs.tar" bench >/dev/null
 "$kiln" --root "$root" run --rm bench true   # unpacks the snapshot once
 
-# ms per run of "$@", N times in sequence (after 3 warm-up runs; the first
-# shows its stderr, the timed ones do not: crun warns on every run on a
-# hybrid cgroup host). A failing run stops the script.
-per_run() {
-  local i start end
-  "$@" >/dev/null
-  for i in 1 2; do "$@" >/dev/null 2>&1; done
-  start=$(date +%s%N)
-  for ((i = 0; i < n; i++)); do "$@" >/dev/null 2>&1; done
-  end=$(date +%s%N)
-  awk -v t=$((end - start)) -v n="$n" 'BEGIN { printf "%.2f", t / n / 1e6 }'
-}
-
 # The OCI bundle: runc's default spec, not a terminal, host network, `true`.
 (cd "$work/bundle" && runc spec)
 python3 - "$work/bundle/config.json" <<'PY'
@@ -81,15 +68,57 @@ spec["linux"]["namespaces"] = [ns for ns in spec["linux"]["namespaces"] if ns["t
 json.dump(spec, open(path, "w"), indent=2)
 PY
 
+# The timed loops run in a private mount namespace: on a hybrid cgroup host
+# whose cgroup2 hierarchy has controllers crun refuses to start ("cgroups in
+# hybrid mode not supported"), so the cgroup2 mount is hidden from it there.
+# crun runs with `--cgroup-manager=disabled` (kiln makes no cgroups either);
+# runc has no such switch and makes its cgroups.
+export kiln steps work n root
+unshare -m --propagation private bash -euo pipefail -c '
+if [ -f /sys/fs/cgroup/unified/cgroup.controllers ] && [ -s /sys/fs/cgroup/unified/cgroup.controllers ]; then
+  umount -l /sys/fs/cgroup/unified
+fi
+
+# "WALL (CPU)" ms per run of "$@", N times in sequence after 3 warm-up runs
+# (the first shows its output). CPU is user+sys of all processes of the runs
+# (the runtime, its helpers, the container). Any failing run stops the script.
+per_run() {
+  local i
+  "$@" >/dev/null
+  for i in 1 2; do "$@" >/dev/null 2>&1; done
+  local t0 c0 t1 c1
+  t0=$(date +%s%N)
+  c0=$(awk "{ print \$14 + \$15 + \$16 + \$17 }" /proc/$BASHPID/stat)
+  for ((i = 0; i < n; i++)); do
+    "$@" >/dev/null 2>&1 || { echo "run.sh: \`$*\` failed" >&2; exit 1; }
+  done
+  t1=$(date +%s%N)
+  c1=$(awk "{ print \$14 + \$15 + \$16 + \$17 }" /proc/$BASHPID/stat)
+  awk -v t=$((t1 - t0)) -v c=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" \
+    "BEGIN { printf \"%6.2f (%5.2f)\", t / n / 1e6, c / hz * 1000 / n }"
+}
 runtime_ids=0
-oci_run() {  # oci_run TOOL: one `TOOL run` with a fresh container id
+oci_run() {  # oci_run TOOL [FLAGS]: one `TOOL run` with a fresh container id
   runtime_ids=$((runtime_ids + 1))
-  "$1" run --bundle "$work/bundle" "bench-$$-$runtime_ids"
+  "$@" run --bundle "$work/bundle" "bench-$$-$runtime_ids"
 }
 
-echo "ms per run of \`true\`, $n runs in sequence:"
-printf '  %-28s %s\n' "kiln run --rm IMAGE true" "$(per_run "$kiln" --root "$root" run --rm bench true)"
-step_line=$("$steps" "$work/step-state" "$(dirname "$(find "$root/snapshots" -mindepth 2 -maxdepth 2 -name bin | head -1)")" "$n")
-printf '  %-28s %s\n' "RUN-step API (run_step)" "$(sed -E 's/.* ([0-9.]+) ms\/step/\1/' <<<"$step_line")"
-printf '  %-28s %s\n' "runc run ($(runc --version | head -1 | cut -d' ' -f3))" "$(per_run oci_run runc)"
-printf '  %-28s %s\n' "crun run ($(crun --version | head -1 | cut -d' ' -f3))" "$(per_run oci_run crun)"
+echo "load: $(cut -d" " -f1-3 /proc/loadavg)"
+echo "ms per run of \`true\`, wall (cpu), $n runs in sequence:"
+line=$(per_run "$kiln" --root "$root" run --rm bench true)
+printf "  %-28s %s\n" "kiln run --rm IMAGE true" "$line"
+lower=$(dirname "$(find "$root/snapshots" -mindepth 2 -maxdepth 2 -name bin | head -1)")
+t0=$(date +%s%N)
+c0=$(awk "{ print \$14 + \$15 + \$16 + \$17 }" /proc/$BASHPID/stat)
+"$steps" "$work/step-state" "$lower" "$n" >/dev/null
+t1=$(date +%s%N)
+c1=$(awk "{ print \$14 + \$15 + \$16 + \$17 }" /proc/$BASHPID/stat)
+# run-steps does 3 warm-up steps besides the N timed ones.
+printf "  %-28s %s\n" "RUN-step API (run_step)" "$(awk -v t=$((t1 - t0)) -v c=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" \
+  "BEGIN { printf \"%6.2f (%5.2f)\", t / (n + 3) / 1e6, c / hz * 1000 / (n + 3) }")"
+line=$(per_run oci_run runc)
+printf "  %-28s %s\n" "runc run ($(runc --version | head -1 | cut -d" " -f3))" "$line"
+line=$(per_run oci_run crun --cgroup-manager=disabled)
+printf "  %-28s %s\n" "crun run ($(crun --version | head -1 | cut -d" " -f3))" "$line"
+echo "load: $(cut -d" " -f1-3 /proc/loadavg)"
+'

@@ -140,6 +140,9 @@ pub fn main(spec_path: &Path) -> i32 {
     if outcome == Outcome::Cancelled {
         // kiln is gone: nobody else will remove the run directory. (Its
         // mounts went with the container's mount namespace.)
+        for dir in &spec.disk_dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         if let Some(dir) = &spec.run_dir {
             let _ = std::fs::remove_dir_all(dir);
         }

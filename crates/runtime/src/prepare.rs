@@ -1,8 +1,25 @@
 //! The parent side of a run: the runtime's state directory, one run
-//! directory per container (short links to the lower dirs, upper/work/merged,
-//! generated `/etc` files, secrets, the spec), the stubs lower dirs shared
-//! between runs (`<state>/stubs`), the lifeline pipe, the helper command,
-//! and cleaning up after runs that a killed kiln left behind.
+//! directory per container, the stubs lower dirs shared between runs
+//! (`<state>/stubs`), the lifeline pipe, the helper command, and cleaning up
+//! after runs that a killed kiln left behind.
+//!
+//! ```text
+//! RUNS/<id>/            on a tmpfs when there is one (see below)
+//!   lock                flock held by kiln and the helper while the run lives
+//!   0 1 …               short links to the lower dirs (stubs last)
+//!   merged/             the overlay's mount point (in the container's namespace)
+//!   hosts resolv.conf hostname secrets/ spec.json result.json
+//! <state>/upper/<id>/   the upper dir: on the state's file system, so that a
+//! <state>/work/<id>/    RUN step's layer is persisted by a rename
+//! <state>/volumes/<id>/ anonymous volumes
+//! ```
+//!
+//! RUNS is `<state>/runs` when the state dir is on a tmpfs; else a directory
+//! of this state dir's own in `/run` or `/dev/shm` when one of them is a
+//! tmpfs (`kiln-<uid>-<key>`, made 0700 and checked to be ours), else
+//! `<state>/runs`. Creating and removing a run's small files and directories
+//! on a disk costs more than the rest of a run: on an ext4 mounted with
+//! `discard` every freed block is discarded synchronously.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -77,6 +94,7 @@ pub struct ContainerConfig {
 #[derive(Debug, Clone)]
 pub struct Runtime {
     state: PathBuf,
+    runs: PathBuf,
     helper: PathBuf,
 }
 
@@ -96,18 +114,26 @@ impl Runtime {
     /// killed kiln left there. `helper` is the executable that dispatches
     /// [`HELPER_ARG`] (kiln itself: `/proc/self/exe`).
     pub fn open(state_dir: &Path, helper: &Path) -> Result<Runtime> {
-        let runs = state_dir.join("runs");
-        fs_err::create_dir_all(&runs)?;
+        fs_err::create_dir_all(state_dir)?;
+        let state = std::fs::canonicalize(state_dir).map_err(|e| fs_err_io(&e, state_dir))?;
+        let runs = runs_location(&state);
         let rt = Runtime {
-            state: state_dir.to_owned(),
+            state,
+            runs,
             helper: helper.to_owned(),
         };
         rt.clean_stale()?;
         Ok(rt)
     }
 
-    /// The directory holding one directory per run.
+    /// The directory holding one directory per run (on a tmpfs when there
+    /// is one, see the module doc). It exists only while runs do.
     pub fn runs_dir(&self) -> PathBuf {
+        self.runs.clone()
+    }
+
+    /// The run dirs of older kiln versions, which lived in the state dir.
+    fn legacy_runs_dir(&self) -> PathBuf {
         self.state.join("runs")
     }
 
@@ -158,21 +184,46 @@ impl Runtime {
     /// unmounting anything still mounted below them first.
     pub fn clean_stale(&self) -> Result<usize> {
         let mut removed = 0;
-        for entry in fs_err::read_dir(self.runs_dir())? {
-            let dir = entry?.path();
-            let Ok(lock) = File::open(dir.join("lock")) else {
-                // A run directory is created with its lock file; one
-                // without is a half-created leftover, unless its maker is
-                // still between the two steps.
-                if !owner_alive(&dir) {
-                    remove_run_dir(&dir);
-                    removed += 1;
-                }
+        let mut runs_dirs = vec![self.runs.clone()];
+        if self.legacy_runs_dir() != self.runs {
+            runs_dirs.push(self.legacy_runs_dir());
+        }
+        for runs in &runs_dirs {
+            let Ok(entries) = std::fs::read_dir(runs) else {
                 continue;
             };
-            if lock_exclusive(&lock, false) {
-                remove_run_dir(&dir);
-                removed += 1;
+            for entry in entries.flatten() {
+                let dir = entry.path();
+                let Ok(lock) = File::open(dir.join("lock")) else {
+                    // A run directory is created with its lock file; one
+                    // without is a half-created leftover, unless its maker is
+                    // still between the two steps.
+                    if !owner_alive(&dir) {
+                        self.remove_run(&dir);
+                        removed += 1;
+                    }
+                    continue;
+                };
+                if lock_exclusive(&lock, false) {
+                    self.remove_run(&dir);
+                    removed += 1;
+                }
+            }
+        }
+        // Upper, work and volume dirs whose run dir is gone (a reboot
+        // emptied the tmpfs, or kiln died between making the two), unless
+        // their maker is still alive.
+        for sub in DISK_DIRS {
+            let Ok(entries) = std::fs::read_dir(self.state.join(sub)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if !self.runs.join(&*name).exists() && !pid_alive(&name) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                    removed += 1;
+                }
             }
         }
         // Stubs being made by a process that died (named `.tmp-PID-N`).
@@ -194,6 +245,38 @@ impl Runtime {
         Ok(removed)
     }
 
+    /// Remove the run directory `dir` and the disk dirs of the same id.
+    fn remove_run(&self, dir: &Path) {
+        if let Some(id) = dir.file_name() {
+            for sub in DISK_DIRS {
+                let _ = std::fs::remove_dir_all(self.state.join(sub).join(id));
+            }
+        }
+        remove_run_dir(dir);
+    }
+
+    /// Create the run directory `id` (and the runs dir, which the last run
+    /// to end removes) with its lock file, locked.
+    fn create_run_dir(&self, id: &str) -> Result<(PathBuf, File)> {
+        let dir = self.runs.join(id);
+        let mut attempts = 0;
+        loop {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => break,
+                // The runs dir is missing, or a run ending right now
+                // removed it after we made it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 100 => {
+                    attempts += 1;
+                    make_private_dir(&self.runs)?;
+                }
+                Err(e) => return Err(fs_err_io(&e, &dir)),
+            }
+        }
+        let lock = fs_err::File::create(dir.join("lock"))?.into_parts().0;
+        lock_exclusive(&lock, true);
+        Ok((dir, lock))
+    }
+
     /// Prepare a run directory and spec for `config`.
     pub fn prepare(&self, config: &ContainerConfig) -> Result<Prepared> {
         let id = format!(
@@ -202,12 +285,14 @@ impl Runtime {
             NEXT_RUN.fetch_add(1, Ordering::Relaxed),
             nanos()
         );
-        let dir = self.runs_dir().join(id);
-        fs_err::create_dir(&dir)?;
-        let lock = fs_err::File::create(dir.join("lock"))?.into_parts().0;
-        lock_exclusive(&lock, true);
+        let (dir, lock) = self.create_run_dir(&id)?;
+        let upper = self.state.join("upper").join(&id);
+        let work = self.state.join("work").join(&id);
         let mut prepared = Prepared {
             dir: dir.clone(),
+            runs: (self.runs != self.legacy_runs_dir()).then(|| self.runs.clone()),
+            upper: upper.clone(),
+            disk_dirs: Vec::new(),
             lock,
             lifeline: None,
             lifeline_read: None,
@@ -220,7 +305,11 @@ impl Runtime {
             let target = spec::check_target(&m.target.to_string_lossy())?;
             let kind = match &m.kind {
                 MountKind::Volume { readonly } => {
-                    let source = dir.join("volumes").join(i.to_string());
+                    let volumes = self.state.join("volumes").join(&id);
+                    if !prepared.disk_dirs.contains(&volumes) {
+                        prepared.disk_dirs.push(volumes.clone());
+                    }
+                    let source = volumes.join(i.to_string());
                     fs_err::create_dir_all(&source)?;
                     MountKind::Bind {
                         source,
@@ -263,10 +352,19 @@ impl Runtime {
             std::os::unix::fs::symlink(lower, dir.join(i.to_string()))
                 .map_err(|e| fs_err_io(&e, &dir.join(i.to_string())))?;
         }
-        for sub in ["upper", "work", "merged"] {
-            fs_err::create_dir(dir.join(sub))?;
+        fs_err::create_dir(dir.join("merged"))?;
+        for (parent, sub) in [("upper", &upper), ("work", &work)] {
+            // Listed before they exist: a failure half-way removes them.
+            prepared.disk_dirs.push(sub.clone());
+            if let Err(e) = std::fs::create_dir(sub) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(fs_err_io(&e, sub));
+                }
+                fs_err::create_dir_all(self.state.join(parent))?;
+                fs_err::create_dir(sub)?;
+            }
         }
-        fs_err::set_permissions(dir.join("upper"), std::fs::Permissions::from_mode(0o755))?;
+        fs_err::set_permissions(&upper, std::fs::Permissions::from_mode(0o755))?;
 
         let hostname = if config.hostname.is_empty() {
             "kiln"
@@ -295,8 +393,8 @@ impl Runtime {
             rootfs: Rootfs {
                 lowers,
                 links: dir.clone(),
-                upper: Some(dir.join("upper")),
-                work: Some(dir.join("work")),
+                upper: Some(upper),
+                work: Some(work),
                 merged: dir.join("merged"),
                 readonly: config.readonly_rootfs,
             },
@@ -317,6 +415,7 @@ impl Runtime {
             result: dir.join("result.json"),
             lifeline_fd: Some(read.as_raw_fd()),
             run_dir: Some(dir.clone()),
+            disk_dirs: prepared.disk_dirs.clone(),
         };
         spec.write(&dir.join("spec.json"))?;
         prepared.lifeline = Some(write);
@@ -330,6 +429,90 @@ fn fs_err_io(err: &std::io::Error, path: &Path) -> RuntimeError {
         err.kind(),
         format!("{err} (at {})", path.display()),
     ))
+}
+
+/// The dirs of a run kept on the state's file system, one per run id.
+const DISK_DIRS: [&str; 3] = ["upper", "work", "volumes"];
+
+/// Every directory that holds per-run entries of the state dir
+/// `state_dir` (the runs dir wherever it may be, and the upper, work and
+/// volume dirs), whether it exists or not. Empty when no run is active:
+/// for tests and diagnostics. Has no side effects.
+pub fn run_entry_dirs(state_dir: &Path) -> Vec<PathBuf> {
+    let state = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_owned());
+    let mut dirs = vec![state.join("runs")];
+    for base in ["/run", "/dev/shm"] {
+        dirs.push(Path::new(base).join(tmpfs_runs_name(&state)));
+    }
+    dirs.extend(DISK_DIRS.iter().map(|d| state.join(d)));
+    dirs
+}
+
+/// The name of the runs dir of `state` in a shared tmpfs.
+fn tmpfs_runs_name(state: &Path) -> String {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    format!(
+        "kiln-{uid}-{:016x}",
+        fnv1a(state.as_os_str().as_encoded_bytes())
+    )
+}
+
+/// Where the run directories of the state dir `state` (canonical) go: see
+/// the module doc.
+fn runs_location(state: &Path) -> PathBuf {
+    let on_disk = state.join("runs");
+    if is_tmpfs(state) {
+        return on_disk;
+    }
+    let name = tmpfs_runs_name(state);
+    for base in ["/run", "/dev/shm"] {
+        let base = Path::new(base);
+        if !is_tmpfs(base) {
+            continue;
+        }
+        let runs = base.join(&name);
+        if make_private_dir(&runs).is_ok() {
+            return runs;
+        }
+    }
+    on_disk
+}
+
+fn is_tmpfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+}
+
+/// Create `dir` (mode 0700) unless it exists, and check that it is a real
+/// directory of ours that nobody else can write to: in a world-writable
+/// place like `/dev/shm` someone else may have made it first.
+fn make_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(fs_err_io(&e, dir)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| fs_err_io(&e, dir))?;
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+        return Err(RuntimeError::Setup {
+            message: format!(
+                "{} is not a private directory of user {uid}; remove it",
+                dir.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// 64-bit FNV-1a: a key that stays the same across kiln versions.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Whether the process whose id starts `name` (`PID-…`) is alive.
@@ -423,11 +606,14 @@ fn remove_run_dir(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A prepared run: its directory (removed on drop, unless the upper dir
-/// was persisted), the lifeline, and the helper command.
+/// A prepared run: its directory and disk dirs (removed on drop; the upper
+/// dir unless it was persisted), the lifeline, and the helper command.
 #[derive(Debug)]
 pub struct Prepared {
     dir: PathBuf,
+    runs: Option<PathBuf>,
+    upper: PathBuf,
+    disk_dirs: Vec<PathBuf>,
     lock: File,
     lifeline: Option<OwnedFd>,
     lifeline_read: Option<OwnedFd>,
@@ -441,9 +627,10 @@ impl Prepared {
         &self.dir
     }
 
-    /// The upper dir: the run's changes to the root filesystem.
+    /// The upper dir: the run's changes to the root filesystem (on the
+    /// state dir's file system).
     pub fn upper(&self) -> PathBuf {
-        self.dir.join("upper")
+        self.upper.clone()
     }
 
     /// The helper command (`HELPER __runtime SPEC`). Its stdio is the
@@ -528,7 +715,17 @@ impl Prepared {
 impl Drop for Prepared {
     fn drop(&mut self) {
         self.lifeline = None;
-        remove_run_dir(&self.dir);
+        for dir in &self.disk_dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        // Its mounts were in the container's mount namespace: nothing is
+        // mounted below it here.
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // The last run to end removes a tmpfs runs dir (one named after
+        // the state dir would outlive a removed store otherwise).
+        if let Some(runs) = &self.runs {
+            let _ = std::fs::remove_dir(runs);
+        }
     }
 }
 
@@ -604,7 +801,69 @@ mod tests {
     }
 
     #[test]
-    fn anonymous_volumes_become_seeded_binds_inside_the_run_dir() {
+    fn run_dirs_go_to_a_tmpfs_and_upper_dirs_stay_with_the_state() {
+        let state = tempfile::tempdir().unwrap();
+        let rt = Runtime::open(state.path(), Path::new("/bin/true")).unwrap();
+        let prepared = rt.prepare(&ContainerConfig::default()).unwrap();
+        let state_dir = std::fs::canonicalize(state.path()).unwrap();
+        assert!(prepared.upper().starts_with(state_dir.join("upper")));
+        let spec = ContainerSpec::read(&prepared.dir().join("spec.json")).unwrap();
+        assert_eq!(spec.rootfs.upper, Some(prepared.upper()));
+        assert!(
+            spec.rootfs
+                .work
+                .as_ref()
+                .unwrap()
+                .starts_with(state_dir.join("work"))
+        );
+        let shared_tmpfs = ["/run", "/dev/shm"].iter().any(|d| is_tmpfs(Path::new(d)));
+        if is_tmpfs(&state_dir) || !shared_tmpfs {
+            assert!(prepared.dir().starts_with(state_dir.join("runs")));
+        } else {
+            assert!(is_tmpfs(prepared.dir()), "{:?}", prepared.dir());
+            let runs = rt.runs_dir();
+            let meta = std::fs::symlink_metadata(&runs).unwrap();
+            assert_eq!(
+                std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+                0o700
+            );
+        }
+        let entry_dirs = run_entry_dirs(state.path());
+        assert!(entry_dirs.contains(&rt.runs_dir()), "{entry_dirs:?}");
+        let dirs = [
+            prepared.dir().to_owned(),
+            prepared.upper(),
+            spec.rootfs.work.unwrap(),
+        ];
+        drop(prepared);
+        for dir in dirs {
+            assert!(!dir.exists(), "{dir:?} left behind");
+        }
+        if rt.runs_dir() != state_dir.join("runs") {
+            assert!(
+                !rt.runs_dir().exists(),
+                "an empty tmpfs runs dir is removed"
+            );
+        }
+    }
+
+    #[test]
+    fn a_runs_dir_someone_else_can_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        std::fs::create_dir(&runs).unwrap();
+        std::fs::set_permissions(&runs, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(make_private_dir(&runs).is_err());
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        assert!(make_private_dir(&link).is_err(), "a symlink is not ours");
+        let fresh = dir.path().join("fresh");
+        make_private_dir(&fresh).unwrap();
+        make_private_dir(&fresh).unwrap();
+    }
+
+    #[test]
+    fn anonymous_volumes_become_seeded_binds_in_the_state_dir() {
         let state = tempfile::tempdir().unwrap();
         let rt = Runtime::open(state.path(), Path::new("/bin/true")).unwrap();
         let config = ContainerConfig {
@@ -616,25 +875,35 @@ mod tests {
         };
         let prepared = rt.prepare(&config).unwrap();
         let dir = prepared.dir().to_owned();
+        let id = dir.file_name().unwrap();
+        let volume = std::fs::canonicalize(state.path())
+            .unwrap()
+            .join("volumes")
+            .join(id)
+            .join("0");
         let spec = ContainerSpec::read(&dir.join("spec.json")).unwrap();
         assert_eq!(
             spec.mounts,
             [Mount {
                 target: "/data".into(),
                 kind: MountKind::Bind {
-                    source: dir.join("volumes/0"),
+                    source: volume.clone(),
                     readonly: true,
                     seed: true,
                 },
             }]
         );
-        assert!(dir.join("volumes/0").is_dir());
+        assert!(volume.is_dir());
         assert!(
             spec.rootfs.lowers.last().unwrap().join("data").is_dir(),
             "its mount point is a stub"
         );
         drop(prepared);
-        assert!(!dir.exists(), "the volume goes with the run");
+        assert!(!dir.exists());
+        assert!(
+            !volume.parent().unwrap().exists(),
+            "the volume goes with the run"
+        );
     }
 
     #[test]

@@ -549,6 +549,7 @@ mod tests {
             result: "/r/result".into(),
             lifeline_fd: None,
             run_dir: None,
+            disk_dirs: Vec::new(),
         }
     }
 

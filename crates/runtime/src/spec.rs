@@ -141,6 +141,10 @@ pub struct ContainerSpec {
     /// The run directory, which the helper removes itself when kiln went
     /// away (nobody else is left to do it).
     pub run_dir: Option<PathBuf>,
+    /// The run's dirs on the state's file system (upper, work, volumes),
+    /// removed with the run directory.
+    #[serde(default)]
+    pub disk_dirs: Vec<PathBuf>,
 }
 
 impl ContainerSpec {

@@ -166,6 +166,10 @@ impl Store {
     /// All images, newest first.
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
         let db = self.db()?;
+        Self::images_in(&db)
+    }
+
+    fn images_in(db: &crate::db::Db) -> Result<Vec<ImageRecord>> {
         let mut out = db.read(|txn| {
             let images = txn.open_table(IMAGES)?;
             all_bytes(&images)?
@@ -180,7 +184,28 @@ impl Store {
     /// Find an image by name (`busybox`, `busybox:1`, `name@sha256:…`), id
     /// (`sha256:…` or a prefix of at least one hex digit) or manifest digest.
     pub fn resolve(&self, what: &str) -> Result<ImageRecord> {
-        let all = self.images()?;
+        let db = self.db()?;
+        Self::resolve_in(&db, what)
+    }
+
+    /// [`Store::open`], a [`Lease`](crate::Lease), and [`Store::resolve`]
+    /// of `what` in one database open (each open and close of the database
+    /// syncs it several times): what `kiln run` needs first. The lease is
+    /// taken before the lookup. A failed lookup is the inner error.
+    pub fn open_and_resolve(
+        root: impl AsRef<std::path::Path>,
+        what: &str,
+    ) -> Result<(Self, crate::Lease, Result<ImageRecord>)> {
+        let store = Self::open_dirs(root.as_ref())?;
+        let lease = store.lease()?;
+        let db = store.db()?;
+        store.repair_with(&db)?;
+        let found = Self::resolve_in(&db, what);
+        Ok((store, lease, found))
+    }
+
+    fn resolve_in(db: &crate::db::Db, what: &str) -> Result<ImageRecord> {
+        let all = Self::images_in(db)?;
         // By id or id prefix (docker accepts short ids).
         let hex = what.strip_prefix("sha256:").unwrap_or(what);
         if !hex.is_empty()
@@ -374,9 +399,13 @@ impl Store {
     /// Repair what a crash may have left: a stale index.json.
     pub(crate) fn repair(&self) -> Result<()> {
         let db = self.db()?;
+        self.repair_with(&db)
+    }
+
+    fn repair_with(&self, db: &crate::db::Db) -> Result<()> {
         let dirty = db.read(|txn| Ok(txn.open_table(META)?.get("index_dirty")?.is_some()))?;
         if dirty || !self.oci_dir().join("index.json").exists() {
-            self.write_index(&db)?;
+            self.write_index(db)?;
         }
         Ok(())
     }

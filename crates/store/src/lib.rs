@@ -102,7 +102,15 @@ impl Store {
     /// Open (creating if needed) the store at `root`, repairing what a crash
     /// may have left (a stale `index.json`).
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
-        let root = root.as_ref().to_path_buf();
+        let store = Self::open_dirs(root.as_ref())?;
+        store.repair()?;
+        Ok(store)
+    }
+
+    /// The directories and the layout file of [`Store::open`], without the
+    /// database check.
+    pub(crate) fn open_dirs(root: &Path) -> Result<Self> {
+        let root = root.to_path_buf();
         for dir in [
             root.clone(),
             root.join("oci/blobs/sha256"),
@@ -117,7 +125,6 @@ impl Store {
         if !layout.exists() {
             fsutil::write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
-        store.repair()?;
         Ok(store)
     }
 

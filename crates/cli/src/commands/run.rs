@@ -163,15 +163,20 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit> {
             "`kiln run` needs an image: kiln run [OPTIONS] IMAGE [COMMAND [ARG...]]"
         )));
     };
-    let store = Store::open(&root).map_err(|e| failed(e.into()))?;
     // The lease keeps a prune from removing snapshots between resolving
     // them and registering the container that uses them.
-    let lease = store.lease().map_err(|e| failed(e.into()))?;
-    let (image, record) = if args.rootfs {
-        (rootfs_image(source).map_err(failed)?, None)
+    let (store, lease, image) = if args.rootfs {
+        let store = Store::open(&root).map_err(|e| failed(e.into()))?;
+        let lease = store.lease().map_err(|e| failed(e.into()))?;
+        (store, lease, (rootfs_image(source).map_err(failed)?, None))
     } else {
-        store_image(&store, source).map_err(failed)?
+        // One database open for the store's check and the lookup.
+        let (store, lease, found) =
+            Store::open_and_resolve(&root, source).map_err(|e| failed(e.into()))?;
+        let image = store_image(&store, source, found).map_err(failed)?;
+        (store, lease, image)
     };
+    let (image, record) = image;
     let container = store
         .register_container(args.name.as_deref(), record.as_ref())
         .map_err(|e| failed(e.into()))?;
@@ -204,8 +209,12 @@ fn rootfs_image(dir: &str) -> Result<ImageConfig> {
 
 /// An image from the store: its config and its snapshots (extracted from
 /// the layer blobs on first use), top first.
-fn store_image(store: &Store, name: &str) -> Result<(ImageConfig, Option<ImageRecord>)> {
-    let record = match store.resolve(name) {
+fn store_image(
+    store: &Store,
+    name: &str,
+    found: kiln_store::Result<ImageRecord>,
+) -> Result<(ImageConfig, Option<ImageRecord>)> {
+    let record = match found {
         Ok(r) => r,
         Err(StoreError::NoSuchImage(_)) => {
             let shown =

@@ -95,8 +95,17 @@ impl Fixture {
             .unwrap_or_default()
     }
 
+    /// Run dirs (wherever the runtime keeps them) and upper, work and
+    /// volume dirs left in the runtime's state.
     fn runs_left(&self) -> Vec<String> {
-        self.dir_entries("runtime/runs")
+        let mut v = Vec::new();
+        for dir in kiln_runtime::prepare::run_entry_dirs(&self.root.path().join("runtime")) {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                v.extend(entries.flatten().map(|e| e.path().display().to_string()));
+            }
+        }
+        v.sort();
+        v
     }
 
     /// Container records left in the store (the registry's own lock aside).

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use kiln_runtime::{Network, Outcome, Secret, StepConfig, StepMount};
 
 use crate::support::{
-    KillOnDrop, busybox_rootfs, names, pids_with_cmdline, require_root, runtime, sh, tree,
+    KillOnDrop, busybox_rootfs, names, pids_with_cmdline, require_root, run_leftovers, runtime, sh,
+    tree,
 };
 
 fn rt() -> tokio::runtime::Runtime {
@@ -115,8 +116,8 @@ fn step_layer_has_created_changed_deleted_and_opaque_entries_only_needs_root() {
     result.persist(&dest).unwrap();
     assert!(dest.join("new").is_file());
     assert_eq!(
-        names(&state.path().join("runs")),
-        Vec::<String>::new(),
+        run_leftovers(state.path()),
+        Vec::<PathBuf>::new(),
         "run dir removed"
     );
 }
@@ -348,7 +349,7 @@ fn step_cancellation_kills_the_tree_and_removes_the_run_needs_root() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left = pids_with_cmdline(marker);
-        let runs = names(&state.path().join("runs"));
+        let runs = run_leftovers(state.path());
         if left.is_empty() && runs.is_empty() {
             break;
         }
@@ -390,7 +391,25 @@ fn stale_runs_of_a_killed_kiln_are_cleaned_at_start_needs_root() {
     std::fs::create_dir_all(&making).unwrap();
     let stubs_tmp = state.path().join("stubs/.tmp-999999999-0");
     std::fs::create_dir_all(stubs_tmp.join("proc")).unwrap();
+    // upper, work and volume dirs of the stale runs (the runs dir itself
+    // may be on a tmpfs that a reboot emptied), and of the live one
+    let mut gone = Vec::new();
+    for sub in ["upper", "work", "volumes"] {
+        for id in ["12345-0-0", "999999999-1-0", "999999999-7-0"] {
+            let dir = state.path().join(sub).join(id);
+            std::fs::create_dir_all(dir.join("work/incompat/volatile")).unwrap();
+            gone.push(dir);
+        }
+    }
+    let live_upper = state
+        .path()
+        .join(format!("upper/{}-99-0", std::process::id()));
+    std::fs::create_dir_all(&live_upper).unwrap();
     let _ = runtime(state.path());
+    for dir in gone {
+        assert!(!dir.exists(), "{dir:?} left behind");
+    }
+    assert!(live_upper.is_dir(), "a live run's upper dir stays");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     if mounts.contains(&stale.display().to_string()) {
         let _ = nix::mount::umount2(&stale.join("merged"), nix::mount::MntFlags::MNT_DETACH);

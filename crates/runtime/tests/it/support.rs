@@ -76,6 +76,19 @@ pub fn names(dir: &Path) -> Vec<String> {
     v
 }
 
+/// What runs of the runtime at `state` left behind: the entries of its runs
+/// dir (wherever that is) and of its upper, work and volume dirs.
+pub fn run_leftovers(state: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for dir in kiln_runtime::prepare::run_entry_dirs(state) {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            v.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    v.sort();
+    v
+}
+
 /// Every path in a tree, relative, sorted.
 pub fn tree(dir: &Path) -> Vec<PathBuf> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
