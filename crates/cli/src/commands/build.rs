@@ -163,7 +163,11 @@ fn inputs(
         kiln_context::Source::Stdin => opener.open_source(&source, std::io::stdin().lock()),
         _ => opener.open_source(&source, std::io::empty()),
     }
-    .map_err(|e| fatal(format!("build context `{arg}`: {e}")))?;
+    .map_err(|e| match e {
+        // It names the context already.
+        kiln_context::ContextError::NotADirectory { .. } => fatal(e.to_string()),
+        e => fatal(format!("build context `{arg}`: {e}")),
+    })?;
     let name = match (&source, &context.dockerfile().path) {
         (_, None) => "<stdin>".to_owned(),
         (kiln_context::Source::Dir(_), Some(p)) if args.file.is_some() => p.display().to_string(),
