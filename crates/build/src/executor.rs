@@ -857,4 +857,13 @@ impl Cache<Fs> for StoreCache {
             .set_step_preimage(step, &serde_json::to_vec(preimage)?)?;
         Ok(())
     }
+
+    fn remember_all(&self, steps: &[(&str, &PreImage)]) -> Result<(), BoxError> {
+        let encoded = steps
+            .iter()
+            .map(|(step, preimage)| Ok(((*step).to_owned(), serde_json::to_vec(preimage)?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        self.store.set_step_preimages(&encoded)?;
+        Ok(())
+    }
 }

@@ -22,6 +22,16 @@ pub trait Cache<T>: Send + Sync {
 
     /// Remember `step`'s pre-image for the next build's `--explain`.
     fn remember(&self, step: &str, preimage: &PreImage) -> Result<(), BoxError>;
+
+    /// Remember many steps' pre-images (a solve does this once, at its
+    /// end). The default calls [`Cache::remember`] for each; a persistent
+    /// cache writes them in one transaction.
+    fn remember_all(&self, steps: &[(&str, &PreImage)]) -> Result<(), BoxError> {
+        for (step, preimage) in steps {
+            self.remember(step, preimage)?;
+        }
+        Ok(())
+    }
 }
 
 /// An in-memory [`Cache`].

@@ -248,15 +248,17 @@ impl<E: Executor> Solver<E> {
 
         // Remember every known step's pre-image for the next `--explain`,
         // failed build or not (steps that did not finish are left alone).
-        for &v in &reach {
-            if let Some(step) = &graph.vertex(v).step_id
-                && results.contains_key(&keys[&v])
-            {
-                self.cache
-                    .remember(step, &preimages[&v])
-                    .map_err(|source| SolveError::Cache { source })?;
-            }
-        }
+        let known: Vec<(&str, &PreImage)> = reach
+            .iter()
+            .filter(|v| results.contains_key(&keys[v]))
+            .filter_map(|v| {
+                let step = graph.vertex(*v).step_id.as_deref()?;
+                Some((step, &preimages[v]))
+            })
+            .collect();
+        self.cache
+            .remember_all(&known)
+            .map_err(|source| SolveError::Cache { source })?;
         run?;
 
         let mut outputs = HashMap::new();

@@ -112,4 +112,80 @@ impl Store {
             last_used: now,
         }
     }
+
+    /// Remember the pre-images of many build steps at once (what
+    /// [`Store::set_step_preimage`] does for one), in one database session:
+    /// a build records every step it knows at its end. Steps whose recorded
+    /// pre-image is the same are not written; when none changed, nothing is.
+    pub fn set_step_preimages(&self, steps: &[(String, Vec<u8>)]) -> Result<()> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let db = self.db()?;
+        let changed: Vec<&(String, Vec<u8>)> = db.read(|txn| {
+            let t = txn.open_table(STEPS)?;
+            let mut changed = Vec::new();
+            for entry in steps {
+                if t.get(entry.0.as_str())?
+                    .is_none_or(|v| v.value() != entry.1.as_slice())
+                {
+                    changed.push(entry);
+                }
+            }
+            Ok(changed)
+        })?;
+        if changed.is_empty() {
+            return Ok(());
+        }
+        db.write(|txn| {
+            let mut t = txn.open_table(STEPS)?;
+            for (step, preimage) in changed {
+                t.insert(step.as_str(), preimage.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_preimages_are_written_in_one_batch_and_only_when_changed() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        store.set_step_preimage("Dockerfile|0|1", b"old").unwrap();
+        store
+            .set_step_preimages(&[
+                ("Dockerfile|0|1".into(), b"new".to_vec()),
+                ("Dockerfile|0|2".into(), b"two".to_vec()),
+            ])
+            .unwrap();
+        assert_eq!(
+            store.step_preimage("Dockerfile|0|1").unwrap().as_deref(),
+            Some(&b"new"[..])
+        );
+        assert_eq!(
+            store.step_preimage("Dockerfile|0|2").unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
+        // Nothing changed: nothing is written (the database file is not
+        // touched at all).
+        let db = root.path().join("kiln.redb");
+        let before = std::fs::read(&db).unwrap();
+        store
+            .set_step_preimages(&[("Dockerfile|0|2".into(), b"two".to_vec())])
+            .unwrap();
+        store.set_step_preimages(&[]).unwrap();
+        assert_eq!(std::fs::read(&db).unwrap(), before);
+        // And a reopened store reads what was written (the quick-repair
+        // commits left a consistent file).
+        drop(store);
+        let again = Store::open(root.path()).unwrap();
+        assert_eq!(
+            again.step_preimage("Dockerfile|0|1").unwrap().as_deref(),
+            Some(&b"new"[..])
+        );
+    }
 }
