@@ -20,7 +20,8 @@
 # root (tmpfs, namespaces). Installs hyperfine if missing (Debian package);
 # docker (Debian package docker.io: a private dockerd is started with its
 # own data root, no bridge or iptables, and stopped by PID) and buildah are
-# timed only when already installed.
+# timed only when already installed. KILN=PATH times that kiln binary
+# instead of building this checkout's (a before/after comparison).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -33,7 +34,7 @@ while getopts "r:t:o:h" opt; do
     r) runs=$OPTARG ;;
     t) tools=$OPTARG ;;
     o) out=$OPTARG ;;
-    *) sed -n '2,26p' "$0"; exit 2 ;;
+    *) sed -n '2,24p' "$0"; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -58,10 +59,17 @@ if have buildah && ! command -v buildah >/dev/null; then
   echo "build.sh: buildah not installed; buildah not timed"; tools=${tools//buildah/}
 fi
 
-echo "build.sh: building kiln (release)"
-cargo build -q --release --locked -p kiln-cli -p kiln-bench --bin kiln --bin bench-tree
+if [ -n "${KILN:-}" ]; then
+  # Another kiln binary (e.g. main before a change, for a before/after table).
+  kiln_bin=$(realpath "$KILN")
+  echo "build.sh: timing kiln $kiln_bin"
+  cargo build -q --release --locked -p kiln-bench --bin bench-tree
+else
+  echo "build.sh: building kiln (release)"
+  cargo build -q --release --locked -p kiln-cli -p kiln-bench --bin kiln --bin bench-tree
+  kiln_bin=$repo/target/release/kiln
+fi
 cargo build -q --locked -p kiln-test-support --bin corpus-tool
-kiln_bin=$repo/target/release/kiln
 tree_bin=$repo/target/release/bench-tree
 
 work=$(mktemp -d /tmp/kiln-bench-build.XXXXXX)
