@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use kiln_context::{Context, SourceOptions};
+use kiln_context::{Context, Selection, SourceOptions};
 use kiln_solver::Change;
 
 /// What one read of the context sees.
@@ -15,13 +15,36 @@ use kiln_solver::Change;
 pub struct Selected {
     /// The checksum of exactly the selected entries.
     pub checksum: String,
+    /// What was selected; the visible set is made from it only when a copy
+    /// actually runs (a cache hit never needs it).
+    selection: Arc<Selection>,
+    visible: Arc<OnceLock<Arc<HashSet<PathBuf>>>>,
+}
+
+impl Selected {
     /// The selected paths (and their parent directories), relative.
-    pub visible: Arc<HashSet<PathBuf>>,
+    pub fn visible(&self) -> Arc<HashSet<PathBuf>> {
+        Arc::clone(self.visible.get_or_init(|| {
+            let entries = self.selection.entries();
+            let mut visible: HashSet<PathBuf> = HashSet::with_capacity(entries.len() * 2);
+            for e in &entries {
+                let mut p = e.rel.as_path();
+                while !p.as_os_str().is_empty() && visible.insert(p.to_path_buf()) {
+                    match p.parent() {
+                        Some(parent) => p = parent,
+                        None => break,
+                    }
+                }
+            }
+            Arc::new(visible)
+        }))
+    }
 }
 
 /// Select `include` minus `exclude` (COPY `--exclude`) in `ctx`, the way the
-/// copy engine expands sources; records the per-file listing of the
-/// checksum under `lists` (once per checksum) for `--explain`.
+/// copy engine expands sources, and hash it (each file once, through the
+/// stat cache); records the per-file listing of the checksum under `lists`
+/// (once per checksum) for `--explain`.
 pub fn select(
     ctx: &Context,
     include: &[String],
@@ -33,22 +56,12 @@ pub fn select(
         ..SourceOptions::default()
     };
     let selection = ctx.select(include, &opts, true)?;
-    let checksum = ctx.checksum_of(&selection)?.to_string();
-    let entries = selection.entries();
-    let mut visible: HashSet<PathBuf> = HashSet::with_capacity(entries.len() * 2);
-    for e in &entries {
-        let mut p = e.rel.as_path();
-        while !p.as_os_str().is_empty() && visible.insert(p.to_path_buf()) {
-            match p.parent() {
-                Some(parent) => p = parent,
-                None => break,
-            }
-        }
-    }
+    let digested = ctx.digest(&selection)?;
+    let checksum = digested.checksum().to_string();
     let list_path = lists.join(checksum.trim_start_matches("sha256:"));
     if !list_path.exists() {
-        let map: BTreeMap<String, String> = ctx
-            .file_sums(&selection)?
+        let map: BTreeMap<String, String> = digested
+            .file_sums()
             .into_iter()
             .map(|sum| {
                 let line = sum.to_string();
@@ -68,9 +81,11 @@ pub fn select(
                 });
         }
     }
+    drop(digested);
     Ok(Selected {
         checksum,
-        visible: Arc::new(visible),
+        selection: Arc::new(selection),
+        visible: Arc::new(OnceLock::new()),
     })
 }
 

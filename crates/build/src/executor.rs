@@ -738,7 +738,7 @@ impl Executor for KilnExecutor {
                 include, exclude, ..
             }) => {
                 let s = self.select(include, exclude).await?;
-                Ok(Fs::Context(Arc::clone(&self.context), s.visible))
+                Ok(Fs::Context(Arc::clone(&self.context), s.visible()))
             }
             KilnOp::Source(SourceOp::Git { url, .. }) => Err(OpError::failed(format!(
                 "git sources ({url}) are not supported yet"

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -68,7 +68,7 @@ struct Step {
 struct State {
     mode: Mode,
     out: Box<dyn Write + Send>,
-    log_file: Option<std::io::BufWriter<fs_err::File>>,
+    log_file: LogFile,
     steps: HashMap<VertexId, Step>,
     next_number: usize,
     multi: Option<MultiProgress>,
@@ -77,6 +77,61 @@ struct State {
     done: usize,
     /// Internal vertices (no name): never shown.
     hidden: std::collections::HashSet<VertexId>,
+}
+
+/// The build's log file, created only once a step runs or the build fails:
+/// a build served from the cache leaves no file behind (its lines, all
+/// `CACHED`, stay in memory).
+enum LogFile {
+    None,
+    Pending {
+        path: PathBuf,
+        lines: Vec<u8>,
+    },
+    Open(std::io::BufWriter<fs_err::File>),
+    /// Creating it failed (reported once on the output).
+    Failed,
+}
+
+impl LogFile {
+    /// Create the file now (if it is pending) with what was logged so far;
+    /// an error is returned once, to be shown.
+    fn open(&mut self) -> Option<String> {
+        let LogFile::Pending { path, lines } = self else {
+            return None;
+        };
+        let opened = path
+            .parent()
+            .map_or(Ok(()), fs_err::create_dir_all)
+            .and_then(|()| fs_err::File::create(&*path))
+            .and_then(|f| {
+                let mut w = std::io::BufWriter::new(f);
+                w.write_all(lines)?;
+                Ok(w)
+            });
+        match opened {
+            Ok(w) => {
+                *self = LogFile::Open(w);
+                None
+            }
+            Err(e) => {
+                *self = LogFile::Failed;
+                Some(format!("WARNING: could not write the build log: {e}"))
+            }
+        }
+    }
+
+    fn write_line(&mut self, number: usize, text: &str) {
+        match self {
+            LogFile::Pending { lines, .. } => {
+                let _ = writeln!(lines, "#{number} {text}");
+            }
+            LogFile::Open(w) => {
+                let _ = writeln!(w, "#{number} {text}");
+            }
+            LogFile::None | LogFile::Failed => {}
+        }
+    }
 }
 
 /// Renders events; shared by the solver's threads.
@@ -147,14 +202,19 @@ impl Progress {
         out: Box<dyn Write + Send>,
         log_file: Option<&Path>,
     ) -> std::io::Result<Arc<Progress>> {
+        // Checked now (a store that cannot hold logs is an error before the
+        // build starts); the file itself is created when a step runs.
         let log_file = match log_file {
             Some(path) => {
                 if let Some(parent) = path.parent() {
                     fs_err::create_dir_all(parent)?;
                 }
-                Some(std::io::BufWriter::new(fs_err::File::create(path)?))
+                LogFile::Pending {
+                    path: path.to_path_buf(),
+                    lines: Vec::new(),
+                }
             }
-            None => None,
+            None => LogFile::None,
         };
         let multi = (mode == Mode::Tty)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
@@ -235,7 +295,10 @@ impl Progress {
             ),
         };
         state.write_line(&line);
-        if let Some(log) = state.log_file.as_mut() {
+        if !ok && let Some(warning) = state.log_file.open() {
+            state.write_line(&warning);
+        }
+        if let LogFile::Open(log) = &mut state.log_file {
             let _ = log.flush();
         }
         let _ = state.out.flush();
@@ -284,9 +347,7 @@ impl State {
     }
 
     fn log_to_file(&mut self, number: usize, text: &str) {
-        if let Some(log) = self.log_file.as_mut() {
-            let _ = writeln!(log, "#{number} {text}");
-        }
+        self.log_file.write_line(number, text);
     }
 
     fn handle(&mut self, event: &Event) {
@@ -364,6 +425,9 @@ impl State {
                     step.bar = Some(bar);
                 }
                 self.log_to_file(n, name);
+                if let Some(warning) = self.log_file.open() {
+                    self.write_line(&warning);
+                }
                 match mode {
                     Mode::Json => self.json("started", *vertex, serde_json::json!({})),
                     Mode::Plain => self.write_line(&format!("#{n} {name}")),
@@ -525,6 +589,44 @@ mod tests {
             &[],
             kiln_solver::VertexOptions::default(),
         )
+    }
+
+    #[test]
+    fn a_build_served_from_the_cache_writes_no_log_file() {
+        let mut g = kiln_solver::Graph::new();
+        let (a, b) = (vertex(&mut g), vertex(&mut g));
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("logs/build.log");
+        let p = Progress::new(Mode::Plain, Box::new(Buf::default()), Some(&log)).unwrap();
+        p.handle(&Event::Cached {
+            vertex: a,
+            name: "[1/2] FROM base".into(),
+            key: kiln_solver::Key::of_bytes(b"x"),
+        });
+        p.finish(true);
+        assert!(!log.exists(), "a no-op build wrote {}", log.display());
+
+        // A step that runs creates it, with the lines logged before it.
+        let p = Progress::new(Mode::Plain, Box::new(Buf::default()), Some(&log)).unwrap();
+        p.handle(&Event::Cached {
+            vertex: a,
+            name: "[1/2] FROM base".into(),
+            key: kiln_solver::Key::of_bytes(b"x"),
+        });
+        p.handle(&Event::Started {
+            vertex: b,
+            name: "[2/2] RUN make".into(),
+        });
+        p.finish(true);
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(logged.contains("#1 CACHED"), "{logged}");
+        assert!(logged.contains("#2 [2/2] RUN make"), "{logged}");
+
+        // A build failing before any step ran still leaves the log it names.
+        let failed = dir.path().join("logs/failed.log");
+        let p = Progress::new(Mode::Plain, Box::new(Buf::default()), Some(&failed)).unwrap();
+        p.finish(false);
+        assert!(failed.exists());
     }
 
     #[test]

@@ -18,8 +18,13 @@ use crate::error::{ContextError, Result};
 
 const MAGIC: &[u8; 16] = b"kiln-statcache1\n";
 
-/// Path → (stamp, digest, racy: hashed too soon after a change to be saved).
-type Map = HashMap<PathBuf, (Stamp, [u8; 32], bool)>;
+/// Path → (stamp, digest) as loaded from the cache file. Keyed by the
+/// path's bytes (`OsString` hashes as one slice; `PathBuf` hashes
+/// component by component, several times slower for 30,000 lookups).
+type Loaded = HashMap<OsString, (Stamp, [u8; 32])>;
+/// Path → (stamp, digest, racy: hashed too soon after a change to be saved),
+/// for files hashed by this process.
+type Fresh = HashMap<PathBuf, (Stamp, [u8; 32], bool)>;
 
 /// What identifies a file's content without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +51,12 @@ impl Stamp {
 /// A map from a file's path and stat to its content digest, kept in a file
 /// between runs (in the store). Shared by all hashing threads.
 ///
+/// What was loaded from the file is read without a lock (it never changes
+/// while the cache is open), so a warm walk over an unchanged tree costs a
+/// `stat` and a map lookup per file; only files hashed by this process go
+/// through a mutex. [`StatCache::save`] writes nothing when no file was
+/// hashed.
+///
 /// A file changed in the same clock tick as it was hashed could keep its
 /// stat while its content changes (the "racy git" problem), so entries
 /// whose mtime or ctime is within [`StatCache::racy_window`] of the moment
@@ -53,7 +64,8 @@ impl Stamp {
 #[derive(Debug)]
 pub struct StatCache {
     path: PathBuf,
-    map: Mutex<Map>,
+    loaded: Loaded,
+    fresh: Mutex<Fresh>,
     racy: Duration,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -73,7 +85,7 @@ impl StatCache {
     /// missing file is an empty cache).
     pub fn open(path: impl Into<PathBuf>) -> Result<StatCache> {
         let path = path.into();
-        let map = match std::fs::read(&path) {
+        let loaded = match std::fs::read(&path) {
             Ok(bytes) => decode(&bytes).map_err(|reason| ContextError::StatCache {
                 path: path.clone(),
                 reason,
@@ -88,11 +100,21 @@ impl StatCache {
         };
         Ok(StatCache {
             path,
-            map: Mutex::new(map),
+            loaded,
+            fresh: Mutex::new(HashMap::new()),
             racy: Duration::from_secs(2),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         })
+    }
+
+    /// Where to keep the cache of the context rooted at `context_root`,
+    /// inside directory `dir`: one file per context root, so a build loads
+    /// only the stamps of its own context (a small context's rebuild never
+    /// reads the 30,000 entries of another one).
+    pub fn file_for(dir: &Path, context_root: &Path) -> PathBuf {
+        let h = Sha256::digest(context_root.as_os_str().as_bytes());
+        dir.join(hex::encode(&h[..16]))
     }
 
     /// Files modified less than this long before they were hashed are not
@@ -114,7 +136,12 @@ impl StatCache {
 
     /// Number of files known.
     pub fn len(&self) -> usize {
-        self.map.lock().map_or(0, |m| m.len())
+        let fresh = self.fresh.lock().map_or(0, |f| {
+            f.keys()
+                .filter(|k| !self.loaded.contains_key(k.as_os_str()))
+                .count()
+        });
+        self.loaded.len() + fresh
     }
 
     /// Whether no file is known.
@@ -122,14 +149,23 @@ impl StatCache {
         self.len() == 0
     }
 
-    /// Write the cache to its file atomically (temp file, fsync, rename).
+    /// Write the cache to its file atomically (temp file, fsync, rename),
+    /// when this process hashed a file worth keeping; otherwise the file
+    /// already says everything and is left alone (a no-op build writes
+    /// nothing).
     pub fn save(&self) -> Result<()> {
         let bytes = {
-            let map = self.map.lock().map_err(|_| ContextError::StatCache {
+            let fresh = self.fresh.lock().map_err(|_| ContextError::StatCache {
                 path: self.path.clone(),
                 reason: "a hashing thread panicked".to_owned(),
             })?;
-            encode(&map)
+            let news = fresh.iter().any(|(path, (stamp, digest, racy))| {
+                !racy && self.loaded.get(path.as_os_str()) != Some(&(*stamp, *digest))
+            });
+            if !news {
+                return Ok(());
+            }
+            encode(&self.loaded, &fresh)
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs_err::create_dir_all(dir)?;
@@ -146,8 +182,12 @@ impl StatCache {
     }
 
     fn lookup(&self, path: &Path, stamp: &Stamp) -> Option<[u8; 32]> {
-        let map = self.map.lock().ok()?;
-        match map.get(path) {
+        match self.loaded.get(path.as_os_str()) {
+            Some((s, digest)) if s == stamp => return Some(*digest),
+            _ => {}
+        }
+        let fresh = self.fresh.lock().ok()?;
+        match fresh.get(path) {
             Some((s, digest, _)) if s == stamp => Some(*digest),
             _ => None,
         }
@@ -160,8 +200,8 @@ impl StatCache {
         let now = i128::try_from(now).unwrap_or(i128::MAX);
         let window = i128::try_from(self.racy.as_nanos()).unwrap_or(i128::MAX);
         let racy = stamp.mtime_ns.max(stamp.ctime_ns) + window >= now;
-        if let Ok(mut map) = self.map.lock() {
-            map.insert(path, (stamp, digest, racy));
+        if let Ok(mut fresh) = self.fresh.lock() {
+            fresh.insert(path, (stamp, digest, racy));
         }
     }
 }
@@ -196,14 +236,20 @@ pub(crate) fn file_digest(
     Ok(digest)
 }
 
-fn encode(map: &Map) -> Vec<u8> {
-    let mut out = Vec::with_capacity(map.len() * 128);
+/// The loaded entries, overridden by this run's settled ones.
+fn encode(loaded: &Loaded, fresh: &Fresh) -> Vec<u8> {
+    let mut out = Vec::with_capacity((loaded.len() + fresh.len()) * 128);
     out.extend_from_slice(MAGIC);
-    for (path, (s, digest, racy)) in map {
-        if *racy {
-            continue;
-        }
-        let p = path.as_os_str().as_bytes();
+    let settled = fresh
+        .iter()
+        .filter(|(_, (_, _, racy))| !racy)
+        .map(|(p, (s, d, _))| (p, s, d));
+    let kept = loaded
+        .iter()
+        .filter(|(p, _)| fresh.get(Path::new(p)).is_none_or(|(_, _, racy)| *racy))
+        .map(|(p, (s, d))| (p.as_os_str(), s, d));
+    for (path, s, digest) in settled.map(|(p, s, d)| (p.as_os_str(), s, d)).chain(kept) {
+        let p = path.as_bytes();
         out.extend_from_slice(&(p.len() as u64).to_le_bytes());
         out.extend_from_slice(p);
         out.extend_from_slice(&s.dev.to_le_bytes());
@@ -216,11 +262,13 @@ fn encode(map: &Map) -> Vec<u8> {
     out
 }
 
-fn decode(bytes: &[u8]) -> std::result::Result<Map, String> {
+fn decode(bytes: &[u8]) -> std::result::Result<Loaded, String> {
     let Some(mut rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
         return Err("not a kiln stat cache (bad header)".to_owned());
     };
-    let mut map = HashMap::new();
+    // Records are at least 96 bytes plus their path: reserve once rather
+    // than rehash the table as it grows.
+    let mut map = HashMap::with_capacity(rest.len() / 140);
     let truncated = || "truncated record".to_owned();
     while !rest.is_empty() {
         let len = u64_of(take(&mut rest, 8).ok_or_else(truncated)?);
@@ -236,10 +284,7 @@ fn decode(bytes: &[u8]) -> std::result::Result<Map, String> {
         };
         let mut digest = [0u8; 32];
         digest.copy_from_slice(&rec[56..88]);
-        map.insert(
-            PathBuf::from(OsString::from_vec(path.to_vec())),
-            (stamp, digest, false),
-        );
+        map.insert(OsString::from_vec(path.to_vec()), (stamp, digest));
     }
     Ok(map)
 }

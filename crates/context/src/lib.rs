@@ -23,14 +23,19 @@
 //!    steps and its own progress lines) for the caller to render.
 //!    [`prune_cache`] removes cached remote contexts (all, or those unused
 //!    for a while); it waits while any context from the cache is open.
-//! 2. Optionally share a [`StatCache`] kept in the store
-//!    ([`Context::set_stat_cache`]) and [`StatCache::save`] it at the end.
+//! 2. Optionally share a [`StatCache`] kept in the store, one file per
+//!    context root ([`StatCache::file_for`], [`Context::set_stat_cache`]),
+//!    and [`StatCache::save`] it at the end (it writes only when a file was
+//!    hashed).
 //! 3. For each COPY/ADD from the context, ask for its checksum with the
 //!    copy action's sources and flags ([`Context::checksum`]); it errors,
 //!    naming the source, when a source escapes the context, is excluded or
 //!    matches nothing (like the copy would).
 //!    For keys that explain a miss file by file, [`Context::select`] then
-//!    [`Context::file_sums`] give each entry's `KIND MODE UID:GID CONTENT`.
+//!    [`Context::digest`] hash the selection once and give both the
+//!    checksum and each entry's `KIND MODE UID:GID CONTENT`
+//!    ([`Digested::file_sums`]). `COPY --exclude` patterns compile through
+//!    [`ExcludeSet`], which the solver's copy engine uses too.
 //!    kiln-build's `BuildContext` maps onto this API: `root` →
 //!    [`Context::root`], `is_excluded` → [`Context::is_excluded`],
 //!    `has_exclusions` → `!ctx.ignore().is_empty()`, `checksum(include,
@@ -82,6 +87,7 @@
 mod archive;
 mod cache;
 mod error;
+mod exclude;
 mod gopath;
 mod hash;
 pub mod ignore;
@@ -91,11 +97,12 @@ mod remote;
 
 pub use cache::{CachePruneOptions, CachePruneReport, prune_cache};
 pub use error::{ContextError, Result};
+pub use exclude::ExcludeSet;
 pub use hash::{CacheStats, StatCache};
 pub use ignore::{Matcher, PatternError, Rule, Verdict};
 pub use local::{
-    Checksum, Context, DEFAULT_DOCKERFILE, Dockerfile, DockerfileSpec, Entry, EntryKind, FileSum,
-    Selection, SourceOptions, find_ignore_file,
+    Checksum, Context, DEFAULT_DOCKERFILE, Digested, Dockerfile, DockerfileSpec, Entry, EntryKind,
+    FileSum, Selection, SourceOptions, find_ignore_file,
 };
 pub use open::Opener;
 pub use remote::{GitSource, Progress, ProgressFn, Source};

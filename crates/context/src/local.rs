@@ -7,11 +7,12 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobMatcher};
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{ContextError, Result};
+use crate::exclude::ExcludeSet;
 use crate::hash::{Stamp, StatCache, file_digest};
 use crate::ignore::Matcher;
 
@@ -240,15 +241,22 @@ impl Selection {
     /// paths, the symlinks followed to reach them, and the contents of
     /// matched directories (ignore rules and `exclude` applied).
     pub fn entries(&self) -> Vec<&Entry> {
-        let mut all: Vec<&Entry> = self
-            .sources
+        let mut all: Vec<&Entry> = self.read().collect();
+        // One source matching one directory (`COPY . /`) is sorted already.
+        if !all.is_sorted_by(|a, b| a.rel < b.rel) {
+            all.sort_by(|a, b| a.rel.cmp(&b.rel));
+            all.dedup_by(|a, b| a.rel == b.rel);
+        }
+        all
+    }
+
+    /// Every entry as the checksum reads them: per source, per match, the
+    /// symlinks followed then the entries (duplicates kept).
+    fn read(&self) -> impl Iterator<Item = &Entry> {
+        self.sources
             .iter()
             .flat_map(|(_, m)| m.iter())
             .flat_map(|m| m.via.iter().chain(m.entries.iter()))
-            .collect();
-        all.sort_by(|a, b| a.rel.cmp(&b.rel));
-        all.dedup_by(|a, b| a.rel == b.rel);
-        all
     }
 
     /// The paths each source text matched (relative to the root).
@@ -256,6 +264,75 @@ impl Selection {
         self.sources
             .iter()
             .map(|(text, m)| (text.as_str(), m.iter().map(|m| m.rel.as_path()).collect()))
+    }
+}
+
+/// A [`Selection`] with the content digest of each of its files (see
+/// [`Context::digest`]).
+#[derive(Debug)]
+pub struct Digested<'a> {
+    selection: &'a Selection,
+    /// One per entry of [`Selection::read`], in its order (`None` for
+    /// directories and symlinks).
+    digests: Vec<Option<[u8; 32]>>,
+}
+
+impl Digested<'_> {
+    /// The checksum of the selection: sha256 over each entry's relative
+    /// path, type, mode, owner, symlink target and content digest, grouped
+    /// by source.
+    pub fn checksum(&self) -> Checksum {
+        let mut h = Sha256::new();
+        h.update(b"kiln-context-checksum-v1\n");
+        let mut digests = self.digests.iter();
+        let mut scratch = String::new();
+        for (text, matched) in &self.selection.sources {
+            h.update(b"source\0");
+            h.update(text.as_bytes());
+            h.update(b"\n");
+            for m in matched {
+                h.update(b"match\0");
+                h.update(m.rel.as_os_str().as_bytes());
+                h.update(b"\n");
+                for e in m.via.iter().chain(m.entries.iter()) {
+                    let d = digests.next().and_then(Option::as_ref);
+                    write_entry(&mut h, &mut scratch, e, d);
+                }
+            }
+        }
+        Checksum(format!("sha256:{}", hex::encode(h.finalize())))
+    }
+
+    /// Every entry read with its metadata and content digest, sorted by
+    /// path, without duplicates.
+    pub fn file_sums(&self) -> Vec<FileSum> {
+        let mut all: Vec<(&Entry, Option<&[u8; 32]>)> = self
+            .selection
+            .read()
+            .zip(self.digests.iter().map(Option::as_ref))
+            .collect();
+        if !all.is_sorted_by(|a, b| a.0.rel < b.0.rel) {
+            all.sort_by(|a, b| a.0.rel.cmp(&b.0.rel));
+            all.dedup_by(|a, b| a.0.rel == b.0.rel);
+        }
+        all.into_iter()
+            .map(|(e, digest)| FileSum {
+                path: if e.rel.as_os_str().is_empty() {
+                    ".".to_owned()
+                } else {
+                    e.rel.to_string_lossy().into_owned()
+                },
+                kind: e.kind,
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                content: match (&e.link_target, digest) {
+                    (Some(t), _) => t.to_string_lossy().into_owned(),
+                    (None, Some(d)) => format!("sha256:{}", hex::encode(d)),
+                    (None, None) => String::new(),
+                },
+            })
+            .collect()
     }
 }
 
@@ -396,30 +473,33 @@ impl Context {
     pub fn walk(&self) -> Result<Vec<Entry>> {
         let root_meta = fs_err::symlink_metadata(&self.root)?;
         let root = Entry::from_meta(PathBuf::new(), &self.root, &root_meta)?;
-        let mut out = self.walk_dir(&root, None)?;
-        out.sort_by(|a, b| a.rel.cmp(&b.rel));
-        Ok(out)
+        self.walk_dir(&root, None)
     }
 
     /// The entries under directory entry `dir` (not `dir` itself), not
-    /// excluded by the ignore rules nor by `exclude` (relative to `base`).
-    fn walk_dir(&self, dir: &Entry, exclude: Option<(&GlobSet, &Path)>) -> Result<Vec<Entry>> {
+    /// excluded by the ignore rules nor by `exclude` (relative to `base`),
+    /// sorted by path: each directory's names are sorted before descending,
+    /// so the pre-order walk comes out in `Path` order with no sort of the
+    /// whole list. Entries are stat'ed relative to their directory (no
+    /// walk of the whole path per file), in parallel.
+    fn walk_dir(&self, dir: &Entry, exclude: Option<(&ExcludeSet, &Path)>) -> Result<Vec<Entry>> {
         let disk = self.root.join(&dir.rel);
         let mut children = Vec::new();
         for item in fs_err::read_dir(&disk)? {
             let item = item?;
-            let rel = dir.rel.join(item.file_name());
-            let meta = fs_err::symlink_metadata(item.path())?;
-            children.push((rel, item.path(), meta));
+            children.push((item.file_name(), item));
         }
+        children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let results: Vec<Result<Vec<Entry>>> = children
             .into_par_iter()
-            .map(|(rel, path, meta)| {
+            .map(|(name, item)| {
+                let rel = dir.rel.join(name);
                 if let Some((set, base)) = exclude
-                    && copy_excluded(set, rel.strip_prefix(base).unwrap_or(&rel))
+                    && set.excludes(rel.strip_prefix(base).unwrap_or(&rel))
                 {
                     return Ok(Vec::new());
                 }
+                let meta = item.metadata()?;
                 let excluded = self.ignore.is_excluded_path(&rel);
                 if excluded && !meta.is_dir() {
                     return Ok(Vec::new());
@@ -427,7 +507,7 @@ impl Context {
                 if excluded && !self.ignore.may_reinclude_below(&rel.to_string_lossy()) {
                     return Ok(Vec::new());
                 }
-                let entry = Entry::from_meta(rel, &path, &meta)?;
+                let entry = Entry::from_meta(rel, &item.path(), &meta)?;
                 if entry.kind != EntryKind::Dir {
                     return Ok(vec![entry]);
                 }
@@ -441,7 +521,8 @@ impl Context {
                 Ok(v)
             })
             .collect();
-        let mut out = Vec::new();
+        let mut out =
+            Vec::with_capacity(results.iter().map(|r| r.as_ref().map_or(0, Vec::len)).sum());
         for r in results {
             out.extend(r?);
         }
@@ -459,7 +540,7 @@ impl Context {
         opts: &SourceOptions,
         allow_empty: bool,
     ) -> Result<Selection> {
-        let exclude = exclude_set(&opts.exclude)?;
+        let exclude = ExcludeSet::new(&opts.exclude)?;
         let mut groups = Vec::new();
         for text in sources {
             let text = text.as_ref();
@@ -491,9 +572,8 @@ impl Context {
                 let entry = Entry::from_meta(resolved.clone(), &disk, &meta)?;
                 let mut entries = Vec::new();
                 if entry.kind == EntryKind::Dir {
-                    let mut below =
+                    let below =
                         self.walk_dir(&entry, exclude.as_ref().map(|s| (s, resolved.as_path())))?;
-                    below.sort_by(|a, b| a.rel.cmp(&b.rel));
                     entries.push(entry);
                     entries.extend(below);
                 } else {
@@ -526,67 +606,34 @@ impl Context {
         self.checksum_of(&selection)
     }
 
-    /// The content digests of the files of `entries`, in parallel.
-    fn digests(&self, entries: &[&Entry]) -> Result<std::collections::HashMap<PathBuf, [u8; 32]>> {
-        let digests: Vec<(PathBuf, [u8; 32])> = entries
+    /// Hash the files of a selection (in parallel, through the stat cache
+    /// when one is set), once: the result gives both the checksum and the
+    /// per-file listing without reading anything again.
+    pub fn digest<'a>(&self, selection: &'a Selection) -> Result<Digested<'a>> {
+        let read: Vec<&Entry> = selection.read().collect();
+        let digests = read
             .par_iter()
-            .filter(|e| e.kind == EntryKind::File)
             .map(|e| {
-                let d = file_digest(&self.root.join(&e.rel), &e.stamp, self.cache.as_deref())?;
-                Ok((e.rel.clone(), d))
+                if e.kind != EntryKind::File {
+                    return Ok(None);
+                }
+                file_digest(&self.root.join(&e.rel), &e.stamp, self.cache.as_deref()).map(Some)
             })
-            .collect::<Result<_>>()?;
-        Ok(digests.into_iter().collect())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Digested { selection, digests })
     }
 
     /// Every entry a selection reads with its metadata and content digest,
     /// sorted by path: the per-file form of [`Context::checksum_of`], for
-    /// cache keys that can explain a miss file by file.
+    /// cache keys that can explain a miss file by file. (To have both, use
+    /// [`Context::digest`]: it hashes once.)
     pub fn file_sums(&self, selection: &Selection) -> Result<Vec<FileSum>> {
-        let entries = selection.entries();
-        let digests = self.digests(&entries)?;
-        Ok(entries
-            .iter()
-            .map(|e| FileSum {
-                path: if e.rel.as_os_str().is_empty() {
-                    ".".to_owned()
-                } else {
-                    e.rel.to_string_lossy().into_owned()
-                },
-                kind: e.kind,
-                mode: e.mode,
-                uid: e.uid,
-                gid: e.gid,
-                content: match (&e.link_target, digests.get(&e.rel)) {
-                    (Some(t), _) => t.to_string_lossy().into_owned(),
-                    (None, Some(d)) => format!("sha256:{}", hex::encode(d)),
-                    (None, None) => String::new(),
-                },
-            })
-            .collect())
+        Ok(self.digest(selection)?.file_sums())
     }
 
     /// The checksum of a selection made by [`Context::select`].
     pub fn checksum_of(&self, selection: &Selection) -> Result<Checksum> {
-        // Hash every file once, in parallel.
-        let digests = self.digests(&selection.entries())?;
-
-        let mut h = Sha256::new();
-        h.update(b"kiln-context-checksum-v1\n");
-        for (text, matched) in &selection.sources {
-            h.update(b"source\0");
-            h.update(text.as_bytes());
-            h.update(b"\n");
-            for m in matched {
-                h.update(b"match\0");
-                h.update(m.rel.as_os_str().as_bytes());
-                h.update(b"\n");
-                for e in m.via.iter().chain(m.entries.iter()) {
-                    write_entry(&mut h, e, digests.get(&e.rel));
-                }
-            }
-        }
-        Ok(Checksum(format!("sha256:{}", hex::encode(h.finalize()))))
+        Ok(self.digest(selection)?.checksum())
     }
 
     /// Expand one source into candidate paths (relative, not resolved),
@@ -749,17 +796,23 @@ pub(crate) fn lexical(text: &str) -> Result<PathBuf> {
     Ok(out)
 }
 
-fn write_entry(h: &mut Sha256, e: &Entry, digest: Option<&[u8; 32]>) {
+fn write_entry(h: &mut Sha256, scratch: &mut String, e: &Entry, digest: Option<&[u8; 32]>) {
+    use std::fmt::Write as _;
     h.update(e.rel.as_os_str().as_bytes());
     h.update(b"\0");
     h.update(e.kind.tag().as_bytes());
-    h.update(format!("\0{:o}\0{}\0{}\0", e.mode, e.uid, e.gid).as_bytes());
+    scratch.clear();
+    let _ = write!(scratch, "\0{:o}\0{}\0{}\0", e.mode, e.uid, e.gid);
+    h.update(scratch.as_bytes());
     if let Some(t) = &e.link_target {
         h.update(t.as_os_str().as_bytes());
     }
     h.update(b"\0");
     if let Some(d) = digest {
-        h.update(hex::encode(d).as_bytes());
+        let mut hex = [0u8; 64];
+        if hex::encode_to_slice(d, &mut hex).is_ok() {
+            h.update(hex);
+        }
     }
     h.update(b"\n");
 }
@@ -779,42 +832,4 @@ fn component_glob(pattern: &str) -> Result<GlobMatcher> {
             pattern: pattern.to_owned(),
             reason: e.kind().to_string(),
         })
-}
-
-fn exclude_set(patterns: &[String]) -> Result<Option<GlobSet>> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let mut set = GlobSetBuilder::new();
-    for p in patterns {
-        let p = p.trim_start_matches('/');
-        let glob = GlobBuilder::new(p)
-            .literal_separator(true)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| ContextError::BadSource {
-                pattern: p.to_owned(),
-                reason: e.kind().to_string(),
-            })?;
-        set.add(glob);
-    }
-    set.build().map(Some).map_err(|e| ContextError::BadSource {
-        pattern: patterns.join(" "),
-        reason: e.kind().to_string(),
-    })
-}
-
-/// Whether `rel` or one of its parents matches a `--exclude` pattern (the
-/// copy engine's rule).
-fn copy_excluded(set: &GlobSet, rel: &Path) -> bool {
-    let mut p = rel;
-    loop {
-        if !p.as_os_str().is_empty() && set.is_match(p) {
-            return true;
-        }
-        match p.parent() {
-            Some(parent) => p = parent,
-            None => return false,
-        }
-    }
 }

@@ -171,6 +171,12 @@ impl Store {
 
     /// Store `data` as a blob.
     pub fn put_blob(&self, data: &[u8]) -> Result<Digest> {
+        // Content addressing: a blob already there is not written again (a
+        // rebuild re-committing the same image writes nothing).
+        let digest = Digest::sha256_of(data);
+        if self.blob_path(&digest).is_file() {
+            return Ok(digest);
+        }
         let mut w = self.blob_writer()?;
         w.write_all(data)
             .map_err(|e| StoreError::io("write blob", self.tmp_dir(), e))?;

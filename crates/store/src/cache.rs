@@ -1,12 +1,17 @@
 //! The build-cache index: cache key → the result of a step.
 
 use kiln_oci::Digest;
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::Store;
 use crate::db::{CACHE, STEPS, all_bytes, decode, encode};
 use crate::error::Result;
+
+/// How stale (seconds) [`CacheEntry::last_used`] may get before a hit
+/// writes the new time: prune orders entries by it, and an hour is fine
+/// for that, while writing it on every hit would make every no-op rebuild
+/// commit one database transaction per step.
+pub const LAST_USED_GRANULARITY: i64 = 3600;
 
 /// What a cached step produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,25 +33,35 @@ pub struct CacheEntry {
     pub metadata: serde_json::Value,
     /// Unix seconds when recorded.
     pub created: i64,
-    /// Unix seconds when last hit.
+    /// Unix seconds when last hit (to within [`LAST_USED_GRANULARITY`]).
     pub last_used: i64,
 }
 
 impl Store {
-    /// Look up a cache key; a hit updates its last-used time. Entries whose
-    /// layer blob has gone are treated as misses.
+    /// Look up a cache key; a hit updates its last-used time when that is
+    /// more than [`LAST_USED_GRANULARITY`] old (so a rebuild served from
+    /// the cache only reads the database). Entries whose layer blob has
+    /// gone are treated as misses (and removed).
     pub fn cache_get(&self, key: &str) -> Result<Option<CacheEntry>> {
         let db = self.db()?;
         let now = chrono::Utc::now().timestamp();
+        let found = db.read(|txn| {
+            let t = txn.open_table(CACHE)?;
+            match t.get(key)? {
+                Some(bytes) => Ok(Some(decode::<CacheEntry>("cache entry", bytes.value())?)),
+                None => Ok(None),
+            }
+        })?;
+        let Some(mut e) = found else {
+            return Ok(None);
+        };
+        let gone = e.layer_digest.as_ref().is_some_and(|d| !self.has_blob(d));
+        if !gone && now.saturating_sub(e.last_used) < LAST_USED_GRANULARITY {
+            return Ok(Some(e));
+        }
         db.write(|txn| {
             let mut t = txn.open_table(CACHE)?;
-            let Some(bytes) = t.get(key)?.map(|g| g.value().to_vec()) else {
-                return Ok(None);
-            };
-            let mut e: CacheEntry = decode("cache entry", &bytes)?;
-            if let Some(d) = &e.layer_digest
-                && !self.has_blob(d)
-            {
+            if gone {
                 t.remove(key)?;
                 return Ok(None);
             }
@@ -90,9 +105,18 @@ impl Store {
     }
 
     /// Remember build step `step`'s pre-image for the next build's
-    /// `--explain`.
+    /// `--explain`. Writes only when it differs from what is recorded.
     pub fn set_step_preimage(&self, step: &str, preimage: &[u8]) -> Result<()> {
         let db = self.db()?;
+        let same = db.read(|txn| {
+            Ok(txn
+                .open_table(STEPS)?
+                .get(step)?
+                .is_some_and(|v| v.value() == preimage))
+        })?;
+        if same {
+            return Ok(());
+        }
         db.write(|txn| {
             txn.open_table(STEPS)?.insert(step, preimage)?;
             Ok(())

@@ -43,6 +43,7 @@ impl Store {
                 && txn.open_table(IMAGES).is_ok()
                 && txn.open_table(COMPRESSED).is_ok()
                 && txn.open_table(CACHE).is_ok()
+                && txn.open_table(STEPS).is_ok()
                 && txn.open_table(META).is_ok()
         });
         if ready {

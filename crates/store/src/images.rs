@@ -126,6 +126,31 @@ impl Store {
     /// (pulled or loaded), and tag it.
     pub fn insert_image(&self, mut record: ImageRecord, tags: &[Reference]) -> Result<ImageRecord> {
         let db = self.db()?;
+        // Already recorded with these names (a rebuild served from the
+        // cache): nothing to write, and index.json is already right.
+        let unchanged = db.read(|txn| {
+            let images = txn.open_table(IMAGES)?;
+            let tag_t = txn.open_table(TAGS)?;
+            let Some(old) = images.get(record.manifest.as_str())? else {
+                return Ok(None);
+            };
+            let old: ImageRecord = decode("image", old.value())?;
+            let same = old.layers == record.layers && old.config == record.config;
+            for t in tags {
+                let name = t.to_string();
+                let here = tag_t
+                    .get(name.as_str())?
+                    .is_some_and(|m| m.value() == record.manifest.as_str());
+                if !here || !old.tags.contains(&name) {
+                    return Ok(None);
+                }
+            }
+            let dirty = txn.open_table(META)?.get("index_dirty")?.is_some();
+            Ok((same && !dirty).then_some(old))
+        })?;
+        if let Some(old) = unchanged {
+            return Ok(old);
+        }
         let rec = db.write(|txn| {
             let mut images = txn.open_table(IMAGES)?;
             let mut tag_t = txn.open_table(TAGS)?;

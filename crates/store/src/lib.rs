@@ -76,7 +76,7 @@ mod transfer;
 use std::path::{Path, PathBuf};
 
 pub use blobs::{BlobReader, BlobWriter};
-pub use cache::CacheEntry;
+pub use cache::{CacheEntry, LAST_USED_GRANULARITY};
 pub use containers::{Container, ContainerRecord, valid_container_name};
 pub use error::{Result, StoreError};
 pub use fsutil::LockGuard;

@@ -320,8 +320,11 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<Exit> {
     let store = Store::open(&root)?;
     // File digests are kept between builds: an unchanged file is never
     // hashed twice.
+    // One file per context root (see `StatCache::file_for`); the single
+    // file of older versions, shared by every context, goes.
+    let _ = std::fs::remove_file(root.join("cache").join("context-stat"));
     let stat_cache = Arc::new(kiln_context::StatCache::open(
-        root.join("cache").join("context-stat"),
+        kiln_context::StatCache::file_for(&root.join("cache").join("stat"), context.root()),
     )?);
     context.set_stat_cache(Arc::clone(&stat_cache));
     let mut request = request(args, Arc::new(context), &dockerfile, scope)?;

@@ -245,6 +245,52 @@ fn rebuild_hits_the_cache_and_a_changed_file_reruns_only_its_readers_needs_root(
     );
 }
 
+/// Every file under `dir` with its inode, size and modification time, but
+/// the database (redb marks itself open on disk whenever it is opened) and
+/// the context stat cache (saved once the context's files are older than
+/// its racy window, 2 s, whenever that falls; its no-op behaviour is
+/// pinned in kiln-context's tests).
+fn files_with_stamps(dir: &Path) -> std::collections::BTreeMap<String, (u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                todo.push(e.path());
+            } else if e.file_name() != "kiln.redb" {
+                let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+                if rel.starts_with("cache/stat/") {
+                    continue;
+                }
+                out.insert(rel, (m.ino(), m.size(), m.mtime(), m.mtime_nsec()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_no_op_rebuild_writes_nothing_to_the_store_needs_root() {
+    require_root();
+    let f = Fixture::new();
+    f.file("a.txt", "a1")
+        .dockerfile("FROM busybox\nCOPY a.txt /a\nRUN cat /a > /a.copy\n");
+    f.build_ok(&["-t", "c"]);
+    let before = files_with_stamps(f.root.path());
+    let (ran, cached) = f.build_json(&["-t", "c"]);
+    assert!(ran.is_empty(), "{ran:?}");
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    // No image, index, log, blob, listing or stat cache written again.
+    assert_eq!(files_with_stamps(f.root.path()), before);
+    // And the context is still read: a change reruns the steps.
+    f.file("a.txt", "a2");
+    let (ran, _) = f.build_json(&["-t", "c"]);
+    assert!(ran.iter().any(|n| n.contains("RUN cat /a")), "{ran:?}");
+}
+
 #[test]
 fn explain_names_the_changed_file_needs_root() {
     require_root();

@@ -119,3 +119,66 @@ fn a_damaged_cache_file_is_an_error_naming_it() {
     let err = StatCache::open(&file).unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");
 }
+
+#[test]
+fn a_warm_run_reads_no_file_and_leaves_the_cache_file_alone() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ctx");
+    write(&root, "Dockerfile", "FROM scratch\n");
+    for i in 0..20 {
+        write(&root, &format!("d/f{i}"), &format!("file {i}"));
+    }
+    let cache_file = dir.path().join("statcache");
+    let (cold, _) = hash_with(&root, &cache_file);
+    let before = std::fs::metadata(&cache_file).unwrap();
+    let (warm, stats) = hash_with(&root, &cache_file);
+    assert_eq!(warm, cold);
+    assert_eq!(stats.misses, 0, "a warm run read files");
+    // Nothing new was learnt: the file is not rewritten (same inode: a
+    // save renames a new file into place).
+    let after = std::fs::metadata(&cache_file).unwrap();
+    assert_eq!(
+        (after.ino(), after.mtime_nsec()),
+        (before.ino(), before.mtime_nsec())
+    );
+}
+
+#[test]
+fn checksum_and_listing_come_from_one_pass_over_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ctx");
+    write(&root, "Dockerfile", "FROM scratch\n");
+    for i in 0..10 {
+        write(&root, &format!("src/f{i}"), &format!("file {i}"));
+    }
+    let mut ctx = Context::from_dir(&root, DockerfileSpec::Default).unwrap();
+    let cache = Arc::new(StatCache::open(dir.path().join("statcache")).unwrap());
+    ctx.set_stat_cache(cache.clone());
+    let selection = ctx
+        .select(&["src"], &SourceOptions::default(), false)
+        .unwrap();
+    let digested = ctx.digest(&selection).unwrap();
+    let sums = digested.file_sums();
+    let checksum = digested.checksum();
+    // Each file read once, whatever is asked of the result.
+    assert_eq!(
+        cache.stats(),
+        CacheStats {
+            hits: 0,
+            misses: 10
+        }
+    );
+    assert_eq!(sums.len(), 11, "{sums:?}"); // src and its 10 files
+    assert_eq!(checksum, ctx.checksum_of(&selection).unwrap());
+    assert_eq!(sums, ctx.file_sums(&selection).unwrap());
+}
+
+#[test]
+fn each_context_root_has_its_own_cache_file() {
+    let dir = Path::new("/store/cache/stat");
+    let a = StatCache::file_for(dir, Path::new("/src/a"));
+    assert_eq!(a, StatCache::file_for(dir, Path::new("/src/a")));
+    assert_ne!(a, StatCache::file_for(dir, Path::new("/src/b")));
+    assert_eq!(a.parent(), Some(dir));
+}

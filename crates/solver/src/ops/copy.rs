@@ -22,7 +22,8 @@ use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobMatcher};
+use kiln_context::{ContextError, ExcludeSet};
 
 use super::perm::{Chmod, Owner, resolve_owner};
 use super::view::{Entry, View, clean};
@@ -170,42 +171,21 @@ fn component_glob(pattern: &str) -> Result<GlobMatcher, FileOpError> {
         })
 }
 
-fn exclude_set(patterns: &[String]) -> Result<Option<GlobSet>, FileOpError> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let mut set = GlobSetBuilder::new();
-    for p in patterns {
-        let p = p.trim_start_matches('/');
-        let glob = GlobBuilder::new(p)
-            .literal_separator(true)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| FileOpError::BadPattern {
-                pattern: p.to_owned(),
-                reason: e.kind().to_string(),
-            })?;
-        set.add(glob);
-    }
-    set.build().map(Some).map_err(|e| FileOpError::BadPattern {
-        pattern: patterns.join(" "),
-        reason: e.kind().to_string(),
+/// `--exclude` patterns as the context's selection compiles them (one
+/// definition: the cache key covers exactly what the copy reads).
+fn exclude_set(patterns: &[String]) -> Result<Option<ExcludeSet>, FileOpError> {
+    ExcludeSet::new(patterns).map_err(|e| match e {
+        ContextError::BadSource { pattern, reason } => FileOpError::BadPattern { pattern, reason },
+        other => FileOpError::BadPattern {
+            pattern: patterns.join(" "),
+            reason: other.to_string(),
+        },
     })
 }
 
 /// Whether `rel` or one of its parents matches an exclude pattern.
-fn excluded(set: Option<&GlobSet>, rel: &Path) -> bool {
-    let Some(set) = set else { return false };
-    let mut p = rel;
-    loop {
-        if !p.as_os_str().is_empty() && set.is_match(p) {
-            return true;
-        }
-        match p.parent() {
-            Some(parent) => p = parent,
-            None => return false,
-        }
-    }
+fn excluded(set: Option<&ExcludeSet>, rel: &Path) -> bool {
+    set.is_some_and(|s| s.excludes(rel))
 }
 
 /// One matched source: where it is in the source view, and the path kept
@@ -557,7 +537,7 @@ impl Writer {
 struct CopyOpts<'a> {
     owner: Option<Owner>,
     chmod: Option<&'a Chmod>,
-    exclude: Option<&'a GlobSet>,
+    exclude: Option<&'a ExcludeSet>,
 }
 
 /// Owner, mode and mtime of a copy of `src`.

@@ -159,3 +159,65 @@ fn concurrent_handles_tag_safely() {
     let index = std::fs::read_to_string(root.path().join("oci/index.json")).unwrap();
     assert_eq!(index.matches("ref.name").count(), 13);
 }
+
+#[test]
+fn a_cache_hit_writes_its_last_use_only_when_that_is_stale() {
+    let root = TempRoot::new();
+    let (store, _) = store_with_busybox(root.path(), "busybox");
+    let mut e = Store::new_cache_entry("v1\nRUN true\n".into());
+    let recent = e.last_used - 10;
+    e.last_used = recent;
+    store.cache_put("recent", &e).unwrap();
+    let stale = e.last_used - kiln_store::LAST_USED_GRANULARITY - 10;
+    e.last_used = stale;
+    store.cache_put("stale", &e).unwrap();
+
+    assert_eq!(
+        store.cache_get("recent").unwrap().unwrap().last_used,
+        recent
+    );
+    assert!(store.cache_get("stale").unwrap().unwrap().last_used > stale);
+    let recorded: std::collections::HashMap<String, i64> = store
+        .cache_entries()
+        .unwrap()
+        .into_iter()
+        .map(|(k, e)| (k, e.last_used))
+        .collect();
+    assert_eq!(recorded["recent"], recent, "a fresh hit was written");
+    assert!(recorded["stale"] > stale, "a stale hit was not recorded");
+}
+
+#[test]
+fn recommitting_the_same_image_rewrites_nothing() {
+    use std::os::unix::fs::MetadataExt;
+    let root = TempRoot::new();
+    let (store, rec) = store_with_busybox(root.path(), "busybox");
+    let config = store.image_config_bytes(&rec).unwrap();
+    let name = Reference::parse("app").unwrap();
+    let first = store
+        .commit_image(&config, &rec.layers, std::slice::from_ref(&name))
+        .unwrap();
+    let index = store.oci_dir().join("index.json");
+    let before = std::fs::metadata(&index).unwrap();
+    let again = store
+        .commit_image(&config, &rec.layers, std::slice::from_ref(&name))
+        .unwrap();
+    assert_eq!(again, first);
+    let after = std::fs::metadata(&index).unwrap();
+    assert_eq!(
+        (after.ino(), after.mtime_nsec()),
+        (before.ino(), before.mtime_nsec()),
+        "index.json was rewritten"
+    );
+    // A new name still goes through.
+    let other = Reference::parse("other").unwrap();
+    let named = store
+        .commit_image(&config, &rec.layers, std::slice::from_ref(&other))
+        .unwrap();
+    assert!(
+        named
+            .tags
+            .contains(&"docker.io/library/other:latest".to_owned())
+    );
+    assert_eq!(store.resolve("other").unwrap().manifest, first.manifest);
+}
