@@ -312,6 +312,8 @@ pub fn convert(
         .build_args
         .keys()
         .filter(|k| !cx.consumed.contains(*k) && !is_proxy_arg(k))
+        // Read by the CLI when it opens a git context.
+        .filter(|k| k.as_str() != "BUILDKIT_CONTEXT_KEEP_GIT_DIR")
         .filter(|k| !predefined_args().iter().any(|(p, _)| p == *k))
         .map(String::as_str)
         .collect();

@@ -42,6 +42,7 @@ impl Opener {
                 timeout: Duration::from_secs(30),
                 max_redirects: 10,
                 progress: None,
+                keep_git_dir: false,
             },
             dockerfile: DockerfileSpec::Default,
         }
@@ -74,6 +75,15 @@ impl Opener {
     #[must_use]
     pub fn max_redirects(mut self, n: usize) -> Opener {
         self.fetcher.max_redirects = n;
+        self
+    }
+
+    /// Keep the `.git` directory in git contexts (BuildKit's
+    /// `BUILDKIT_CONTEXT_KEEP_GIT_DIR` build arg); it is left out by
+    /// default, like docker does.
+    #[must_use]
+    pub fn keep_git_dir(mut self, keep: bool) -> Opener {
+        self.fetcher.keep_git_dir = keep;
         self
     }
 

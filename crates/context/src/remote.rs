@@ -170,6 +170,9 @@ pub(crate) struct Fetcher {
     pub timeout: Duration,
     pub max_redirects: usize,
     pub progress: Option<ProgressFn>,
+    /// Keep `.git` in git checkouts (BuildKit's
+    /// `BUILDKIT_CONTEXT_KEEP_GIT_DIR`); cached apart from those without.
+    pub keep_git_dir: bool,
 }
 
 impl Fetcher {
@@ -215,7 +218,9 @@ impl Fetcher {
             }
             None => return Err(err(format!("unknown ref `{reference}`"))),
         };
-        let done = dir.join(&key);
+        // A checkout that keeps .git is another cache entry.
+        let suffix = if self.keep_git_dir { ".keep-git" } else { "" };
+        let done = dir.join(format!("{key}{suffix}"));
         if done.is_dir() {
             crate::cache::touch(&done);
             self.report(&Progress::Cached {
@@ -303,7 +308,7 @@ impl Fetcher {
         // moved between ls-remote and fetch).
         let head = git(Some(work), &["rev-parse", "HEAD"]).map_err(err)?;
         let done = if commit.is_some() {
-            dir.join(head.trim())
+            dir.join(format!("{}{suffix}", head.trim()))
         } else {
             done
         };
@@ -332,7 +337,9 @@ impl Fetcher {
             )
             .map_err(|e| err(format!("submodules: {e}")))?;
         }
-        remove_git_dirs(work)?;
+        if !self.keep_git_dir {
+            remove_git_dirs(work)?;
+        }
         let kept = tmp.keep();
         crate::cache::touch(&kept);
         match std::fs::rename(&kept, &done) {

@@ -35,6 +35,7 @@ CONTEXT is what `docker build` accepts:
   github.com/o/r               a git repository, optionally URL#REF:SUBDIR (branch, tag,
                                commit or refs/pull/N/head; SUBDIR is the context root),
                                fetched shallowly with the `git` program, submodules included
+                               (.git left out unless --build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=1)
   http(s)://host/ctx.tar.gz    a tarball (any compression; -f names the Dockerfile inside)
                                or a Dockerfile
 Remote contexts are kept in ROOT/contexts and reused while the ref or the
@@ -157,6 +158,7 @@ fn inputs(
     };
     let opener = kiln_context::Opener::new(root.join("contexts"))
         .dockerfile(spec)
+        .keep_git_dir(keep_git_dir(args)?)
         .progress(fetched);
     let context = match &source {
         // stdin was read for `-f -` already: the context is the directory.
@@ -193,6 +195,27 @@ fn inputs(
         dockerfile,
     })
 }
+
+/// `--build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=…`: keep `.git` in a git
+/// context, read as BuildKit does (Go's `strconv.ParseBool`).
+fn keep_git_dir(args: &BuildArgs) -> Result<bool> {
+    let Some(value) = args.arg.iter().rev().find_map(|a| {
+        a.strip_prefix(KEEP_GIT_DIR)
+            .and_then(|rest| rest.strip_prefix('='))
+    }) else {
+        return Ok(false);
+    };
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        other => {
+            bail!("--build-arg {KEEP_GIT_DIR}={other}: expected a boolean (1, true, 0, false)")
+        }
+    }
+}
+
+/// BuildKit's build arg that keeps `.git` in git contexts.
+const KEEP_GIT_DIR: &str = "BUILDKIT_CONTEXT_KEEP_GIT_DIR";
 
 fn key_value(flag: &str, text: &str) -> Result<(String, String)> {
     match text.split_once('=') {

@@ -162,6 +162,39 @@ fn build_from_a_git_url_with_ref_subdir_and_ignore_files() {
         inspect(root.path(), "g:v1")["Id"]
     );
 
+    // The repository root as the context: .git is left out, unless
+    // BUILDKIT_CONTEXT_KEEP_GIT_DIR says to keep it (a cache entry apart).
+    let root_ctx = format!("{url}#v1");
+    let (dir, _) = build_local(root.path(), &["-f", "docker/app/Dockerfile", &root_ctx]);
+    assert_eq!(
+        read(dir.path(), "app/README"),
+        "not in the subdir context
+"
+    );
+    assert!(!dir.path().join("app/.git").exists());
+    let (dir, stderr) = build_local(
+        root.path(),
+        &[
+            "--build-arg",
+            "BUILDKIT_CONTEXT_KEEP_GIT_DIR=1",
+            "-f",
+            "docker/app/Dockerfile",
+            &root_ctx,
+        ],
+    );
+    assert!(dir.path().join("app/.git/HEAD").is_file(), "{stderr}");
+    assert!(!stderr.contains("not consumed"), "{stderr}");
+    let (o, _, stderr) = build(
+        root.path(),
+        &[
+            "--build-arg",
+            "BUILDKIT_CONTEXT_KEEP_GIT_DIR=maybe",
+            &root_ctx,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("expected a boolean"), "{stderr}");
+
     // A Dockerfile on stdin with the git context.
     let mut child = kiln(root.path())
         .args(["build", "--progress", "plain", "-t", "g:stdin", "-f", "-"])
