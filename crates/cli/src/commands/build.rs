@@ -127,6 +127,8 @@ struct Inputs {
     context: kiln_context::Context,
     dockerfile: DockerfileInput,
     scope: String,
+    /// The context root is a temporary directory (stdin).
+    scratch_root: bool,
 }
 
 /// Open the build context the arguments name — a directory, `-` (a tar in
@@ -191,6 +193,7 @@ fn inputs(
     };
     Ok(Inputs {
         scope: format!("{place}|{}", dockerfile.name),
+        scratch_root: source == kiln_context::Source::Stdin,
         context,
         dockerfile,
     })
@@ -334,6 +337,7 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<Exit> {
         mut context,
         dockerfile,
         scope,
+        scratch_root,
     } = {
         let view = Arc::clone(&fetch_view);
         let opened = inputs(args, &root, move |p| view.handle(p));
@@ -346,10 +350,17 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<Exit> {
     // One file per context root (see `StatCache::file_for`); the single
     // file of older versions, shared by every context, goes.
     let _ = std::fs::remove_file(root.join("cache").join("context-stat"));
-    let stat_cache = Arc::new(kiln_context::StatCache::open(
-        kiln_context::StatCache::file_for(&root.join("cache").join("stat"), context.root()),
-    )?);
-    context.set_stat_cache(Arc::clone(&stat_cache));
+    // A context extracted from stdin lives for this build only: its stamps
+    // could never be used again.
+    let stat_cache = if scratch_root {
+        None
+    } else {
+        let cache = Arc::new(kiln_context::StatCache::open(
+            kiln_context::StatCache::file_for(&root.join("cache").join("stat"), context.root()),
+        )?);
+        context.set_stat_cache(Arc::clone(&cache));
+        Some(cache)
+    };
     let mut request = request(args, Arc::new(context), &dockerfile, scope)?;
     request.puller = Some(Arc::new(BuildPuller {
         global: global.clone(),
@@ -390,7 +401,10 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<Exit> {
     });
     if let Err(e) = fs_err::create_dir_all(root.join("cache"))
         .map_err(anyhow::Error::from)
-        .and_then(|()| stat_cache.save().map_err(anyhow::Error::from))
+        .and_then(|()| match &stat_cache {
+            Some(c) => c.save().map_err(anyhow::Error::from),
+            None => Ok(()),
+        })
     {
         progress.note(&format!(
             "WARNING: could not save the context stat cache: {e:#}"

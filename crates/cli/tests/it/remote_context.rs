@@ -552,6 +552,9 @@ fn build_from_a_gzip_tar_or_a_dockerfile_on_stdin() {
         inspect(root.path(), "s:tar")["Config"]["Labels"]["kind"],
         "tarball"
     );
+    // A context extracted for one build leaves no stat cache behind.
+    let stamps = std::fs::read_dir(root.path().join("cache/stat")).map_or(0, Iterator::count);
+    assert_eq!(stamps, 0);
 
     // A Dockerfile on stdin: an empty context (COPY . copies nothing).
     let out = tempfile::tempdir().unwrap();
