@@ -75,9 +75,14 @@ PY
 # runc has no such switch and makes its cgroups.
 export kiln steps work n root
 unshare -m --propagation private bash -euo pipefail -c '
-if [ -f /sys/fs/cgroup/unified/cgroup.controllers ] && [ -s /sys/fs/cgroup/unified/cgroup.controllers ]; then
+if [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
   umount -l /sys/fs/cgroup/unified
 fi
+
+# CPU ticks (user+sys) of process $1 and of its children it has waited for.
+cpu_ticks() {
+  awk "{ print \$14 + \$15 + \$16 + \$17 }" "/proc/$1/stat"
+}
 
 # "WALL (CPU)" ms per run of "$@", N times in sequence after 3 warm-up runs
 # (the first shows its output). CPU is user+sys of all processes of the runs
@@ -86,14 +91,14 @@ per_run() {
   local i
   "$@" >/dev/null
   for i in 1 2; do "$@" >/dev/null 2>&1; done
-  local t0 c0 t1 c1
+  local t0 c0 t1 c1 me=$BASHPID
   t0=$(date +%s%N)
-  c0=$(awk "{ print \$14 + \$15 + \$16 + \$17 }" /proc/$BASHPID/stat)
+  c0=$(cpu_ticks "$me")
   for ((i = 0; i < n; i++)); do
     "$@" >/dev/null 2>&1 || { echo "run.sh: \`$*\` failed" >&2; exit 1; }
   done
   t1=$(date +%s%N)
-  c1=$(awk "{ print \$14 + \$15 + \$16 + \$17 }" /proc/$BASHPID/stat)
+  c1=$(cpu_ticks "$me")
   awk -v t=$((t1 - t0)) -v c=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" \
     "BEGIN { printf \"%6.2f (%5.2f)\", t / n / 1e6, c / hz * 1000 / n }"
 }
@@ -109,10 +114,10 @@ line=$(per_run "$kiln" --root "$root" run --rm bench true)
 printf "  %-28s %s\n" "kiln run --rm IMAGE true" "$line"
 lower=$(dirname "$(find "$root/snapshots" -mindepth 2 -maxdepth 2 -name bin | head -1)")
 t0=$(date +%s%N)
-c0=$(awk "{ print \$14 + \$15 + \$16 + \$17 }" /proc/$BASHPID/stat)
+c0=$(cpu_ticks $$)
 "$steps" "$work/step-state" "$lower" "$n" >/dev/null
 t1=$(date +%s%N)
-c1=$(awk "{ print \$14 + \$15 + \$16 + \$17 }" /proc/$BASHPID/stat)
+c1=$(cpu_ticks $$)
 # run-steps does 3 warm-up steps besides the N timed ones.
 printf "  %-28s %s\n" "RUN-step API (run_step)" "$(awk -v t=$((t1 - t0)) -v c=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" \
   "BEGIN { printf \"%6.2f (%5.2f)\", t / (n + 3) / 1e6, c / hz * 1000 / (n + 3) }")"

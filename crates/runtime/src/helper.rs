@@ -145,6 +145,10 @@ pub fn main(spec_path: &Path) -> i32 {
         }
         if let Some(dir) = &spec.run_dir {
             let _ = std::fs::remove_dir_all(dir);
+            // The runs dir goes with its last run.
+            if let Some(runs) = dir.parent() {
+                let _ = std::fs::remove_dir(runs);
+            }
         }
         return outcome.exit_code();
     }

@@ -29,6 +29,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use nix::fcntl::OFlag;
 
@@ -96,6 +99,93 @@ pub struct Runtime {
     state: PathBuf,
     runs: PathBuf,
     helper: PathBuf,
+    reaper: Arc<Reaper>,
+}
+
+/// Removes the disk dirs of finished RUN steps on a thread of its own:
+/// on a disk that discards freed blocks synchronously, removing a run's
+/// five directories (upper, work and the overlay's work/work, incompat,
+/// volatile) can take longer than the run, and nothing waits for it. The
+/// dirs are first renamed into `<state>/trash/<pid>-<n>` (cheap, and no
+/// later run can meet them); the thread starts with the first removal and
+/// is joined when the last clone of the [`Runtime`] goes, so a process that
+/// ends normally leaves nothing behind. A killed one's trash is removed by
+/// the next [`Runtime::open`].
+#[derive(Debug)]
+struct Reaper {
+    trash: PathBuf,
+    queue: Mutex<Option<(Sender<PathBuf>, JoinHandle<()>)>>,
+    /// A tmpfs runs dir, removed (when empty) with the last clone.
+    runs: Option<PathBuf>,
+}
+
+impl Reaper {
+    fn new(trash: PathBuf) -> Self {
+        Reaper {
+            trash,
+            queue: Mutex::new(None),
+            runs: None,
+        }
+    }
+
+    /// Remove `dirs` soon; inline when they cannot be moved to the trash.
+    fn remove(&self, dirs: &[PathBuf]) {
+        for dir in dirs {
+            let dest = self.trash.join(format!(
+                "{}-{}",
+                std::process::id(),
+                NEXT_RUN.fetch_add(1, Ordering::Relaxed)
+            ));
+            let moved = match std::fs::rename(dir, &dest) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if !dir.exists() {
+                        continue; // persisted, or never made
+                    }
+                    std::fs::create_dir_all(&self.trash).is_ok()
+                        && std::fs::rename(dir, &dest).is_ok()
+                }
+                Err(_) => false,
+            };
+            if !moved || !self.send(dest.clone()) {
+                let _ = std::fs::remove_dir_all(if moved { &dest } else { dir });
+            }
+        }
+    }
+
+    fn send(&self, dir: PathBuf) -> bool {
+        let Ok(mut queue) = self.queue.lock() else {
+            return false;
+        };
+        if queue.is_none() {
+            let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
+            let Ok(thread) = std::thread::Builder::new()
+                .name("kiln-reaper".into())
+                .spawn(move || {
+                    for dir in rx {
+                        let _ = std::fs::remove_dir_all(dir);
+                    }
+                })
+            else {
+                return false;
+            };
+            *queue = Some((tx, thread));
+        }
+        queue.as_ref().is_some_and(|(tx, _)| tx.send(dir).is_ok())
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let queue = self.queue.get_mut().ok().and_then(Option::take);
+        if let Some((tx, thread)) = queue {
+            drop(tx);
+            let _ = thread.join();
+        }
+        if let Some(runs) = &self.runs {
+            let _ = std::fs::remove_dir(runs);
+        }
+    }
 }
 
 static NEXT_RUN: AtomicU64 = AtomicU64::new(0);
@@ -117,7 +207,12 @@ impl Runtime {
         fs_err::create_dir_all(state_dir)?;
         let state = std::fs::canonicalize(state_dir).map_err(|e| fs_err_io(&e, state_dir))?;
         let runs = runs_location(&state);
+        let mut reaper = Reaper::new(state.join("trash"));
+        if runs != state.join("runs") {
+            reaper.runs = Some(runs.clone());
+        }
         let rt = Runtime {
+            reaper: Arc::new(reaper),
             state,
             runs,
             helper: helper.to_owned(),
@@ -210,6 +305,15 @@ impl Runtime {
                 }
             }
         }
+        // What the reaper of a process that is gone left in the trash.
+        if let Ok(entries) = std::fs::read_dir(self.state.join("trash")) {
+            for entry in entries.flatten() {
+                if !pid_alive(&entry.file_name().to_string_lossy()) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                    removed += 1;
+                }
+            }
+        }
         // Upper, work and volume dirs whose run dir is gone (a reboot
         // emptied the tmpfs, or kiln died between making the two), unless
         // their maker is still alive.
@@ -225,6 +329,10 @@ impl Runtime {
                     removed += 1;
                 }
             }
+        }
+        // A tmpfs runs dir that stale runs left empty.
+        if self.runs != self.legacy_runs_dir() {
+            let _ = std::fs::remove_dir(&self.runs);
         }
         // Stubs being made by a process that died (named `.tmp-PID-N`).
         if let Ok(entries) = std::fs::read_dir(self.state.join("stubs")) {
@@ -293,6 +401,7 @@ impl Runtime {
             runs: (self.runs != self.legacy_runs_dir()).then(|| self.runs.clone()),
             upper: upper.clone(),
             disk_dirs: Vec::new(),
+            reaper: None,
             lock,
             lifeline: None,
             lifeline_read: None,
@@ -472,8 +581,12 @@ fn runs_location(state: &Path) -> PathBuf {
             continue;
         }
         let runs = base.join(&name);
-        if make_private_dir(&runs).is_ok() {
-            return runs;
+        // Made by the first run and removed by the last one (checked again
+        // then): an open runtime that runs nothing leaves nothing there.
+        match std::fs::symlink_metadata(&runs) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return runs,
+            Ok(_) if check_private_dir(&runs).is_ok() => return runs,
+            _ => {}
         }
     }
     on_disk
@@ -488,12 +601,18 @@ fn is_tmpfs(path: &Path) -> bool {
 /// directory of ours that nobody else can write to: in a world-writable
 /// place like `/dev/shm` someone else may have made it first.
 fn make_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(fs_err_io(&e, dir)),
     }
+    check_private_dir(dir)
+}
+
+/// Check that `dir` is a real directory of ours that nobody else can write.
+fn check_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(dir).map_err(|e| fs_err_io(&e, dir))?;
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
@@ -614,6 +733,7 @@ pub struct Prepared {
     runs: Option<PathBuf>,
     upper: PathBuf,
     disk_dirs: Vec<PathBuf>,
+    reaper: Option<Arc<Reaper>>,
     lock: File,
     lifeline: Option<OwnedFd>,
     lifeline_read: Option<OwnedFd>,
@@ -660,6 +780,13 @@ impl Prepared {
             });
         }
         cmd
+    }
+
+    /// Have the run's disk dirs removed by the runtime's background
+    /// reaper when this is dropped, instead of before `drop` returns (for
+    /// callers that go on with other work, like a build's next step).
+    pub(crate) fn remove_in_background(&mut self, runtime: &Runtime) {
+        self.reaper = Some(Arc::clone(&runtime.reaper));
     }
 
     /// Let the helper (and so the container's PID 1, never the command)
@@ -715,8 +842,12 @@ impl Prepared {
 impl Drop for Prepared {
     fn drop(&mut self) {
         self.lifeline = None;
-        for dir in &self.disk_dirs {
-            let _ = std::fs::remove_dir_all(dir);
+        if let Some(reaper) = &self.reaper {
+            reaper.remove(&self.disk_dirs);
+        } else {
+            for dir in &self.disk_dirs {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
         // Its mounts were in the container's mount namespace: nothing is
         // mounted below it here.
@@ -804,6 +935,10 @@ mod tests {
     fn run_dirs_go_to_a_tmpfs_and_upper_dirs_stay_with_the_state() {
         let state = tempfile::tempdir().unwrap();
         let rt = Runtime::open(state.path(), Path::new("/bin/true")).unwrap();
+        assert!(
+            !rt.runs_dir().exists(),
+            "made by the first run, not by open"
+        );
         let prepared = rt.prepare(&ContainerConfig::default()).unwrap();
         let state_dir = std::fs::canonicalize(state.path()).unwrap();
         assert!(prepared.upper().starts_with(state_dir.join("upper")));
@@ -845,6 +980,32 @@ mod tests {
                 "an empty tmpfs runs dir is removed"
             );
         }
+    }
+
+    #[test]
+    fn the_reaper_removes_in_the_background_and_is_done_when_dropped() {
+        let state = tempfile::tempdir().unwrap();
+        let reaper = Reaper::new(state.path().join("trash"));
+        let dirs: Vec<PathBuf> = (0..3)
+            .map(|i| {
+                let d = state.path().join(format!("d{i}"));
+                std::fs::create_dir_all(d.join("work/incompat/volatile")).unwrap();
+                d
+            })
+            .collect();
+        let missing = state.path().join("never-made");
+        reaper.remove(&[dirs.clone(), vec![missing]].concat());
+        for d in &dirs {
+            assert!(!d.exists(), "{d:?} is moved away at once");
+        }
+        drop(reaper);
+        assert_eq!(
+            std::fs::read_dir(state.path().join("trash"))
+                .unwrap()
+                .count(),
+            0,
+            "and removed by the time the reaper is gone"
+        );
     }
 
     #[test]

@@ -200,6 +200,8 @@ impl Runtime {
             .map_err(|e| RuntimeError::Setup {
                 message: format!("preparing the run: {e}"),
             })??;
+        // The build goes on while the step's directories are removed.
+        run.remove_in_background(self);
         let mut cmd = tokio::process::Command::from(run.command());
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())

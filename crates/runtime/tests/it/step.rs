@@ -316,6 +316,17 @@ fn step_rootfs_does_not_leak_and_concurrent_steps_do_not_interfere_needs_root() 
         assert_eq!(out, "1\n", "run {i} sees only its own file");
         assert_eq!(names(&res.upper()), [format!("mine-{i}")]);
     }
+    // The steps' dirs go in the background; all of them by the time the
+    // runtime is gone.
+    drop(results);
+    drop(runtime);
+    assert_eq!(run_leftovers(state.path()), Vec::<PathBuf>::new());
+    let trash = state.path().join("trash");
+    assert!(
+        !trash.exists() || names(&trash).is_empty(),
+        "{:?}",
+        names(&trash)
+    );
 }
 
 #[test]
@@ -401,6 +412,9 @@ fn stale_runs_of_a_killed_kiln_are_cleaned_at_start_needs_root() {
             gone.push(dir);
         }
     }
+    let dead_trash = state.path().join("trash/999999999-3");
+    std::fs::create_dir_all(dead_trash.join("work")).unwrap();
+    gone.push(dead_trash);
     let live_upper = state
         .path()
         .join(format!("upper/{}-99-0", std::process::id()));
