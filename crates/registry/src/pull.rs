@@ -197,6 +197,11 @@ impl Registry {
         // Config and layers, bounded in parallel.
         let sem = Arc::new(Semaphore::new(self.options().max_concurrent.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
+        // Every blob commit (a blocking write into the sink) holds a clone of
+        // `commits`; a failure aborts the download tasks, but a commit already
+        // on a blocking thread runs on, so the pull waits for the channel to
+        // close before it returns: no sink write outlives the call.
+        let (commits, mut commits_done) = tokio::sync::mpsc::channel::<()>(1);
         let mut blobs = vec![config.clone()];
         blobs.extend(layers.iter().cloned());
         let mut seen = std::collections::HashSet::new();
@@ -216,6 +221,7 @@ impl Registry {
             let sem = sem.clone();
             let progress = progress.clone();
             let repo = repo.to_owned();
+            let commits = commits.clone();
             tasks.spawn(async move {
                 let _permit = sem
                     .acquire_owned()
@@ -224,11 +230,14 @@ impl Registry {
                         registry: this.host().to_owned(),
                         reason: "download pool closed".into(),
                     })?;
-                this.download_blob(&repo, &blob, sink.as_ref(), &progress)
+                this.download_blob(&repo, &blob, sink.as_ref(), &progress, &commits)
                     .await
             });
         }
-        let downloaded = self.join_transfers(tasks, "download").await?;
+        let downloaded = self.join_transfers(tasks, "download").await;
+        drop(commits);
+        let _ = commits_done.recv().await;
+        let downloaded = downloaded?;
 
         // The manifest last: once it is in the sink, the image is complete.
         put_bytes(sink.as_ref(), &fetched.descriptor.digest, &fetched.bytes)?;
@@ -249,6 +258,7 @@ impl Registry {
         blob: &Descriptor,
         sink: &dyn BlobSink,
         progress: &Progress,
+        commits: &tokio::sync::mpsc::Sender<()>,
     ) -> Result<u64> {
         let op = Op {
             what: format!("pull blob {}", blob.digest),
@@ -271,7 +281,7 @@ impl Registry {
             if !resp.status().is_success() {
                 return Err(self.status_error(&op, resp).await);
             }
-            match self.stream_into(resp, blob, sink, progress).await {
+            match self.stream_into(resp, blob, sink, progress, commits).await {
                 Ok(n) => {
                     progress(Event::BlobDone {
                         digest: blob.digest.clone(),
@@ -307,6 +317,7 @@ impl Registry {
         blob: &Descriptor,
         sink: &dyn BlobSink,
         progress: &Progress,
+        commits: &tokio::sync::mpsc::Sender<()>,
     ) -> Result<u64, StreamError> {
         let store_err = |source: BoxError| {
             StreamError::Fatal(RegistryError::Store {
@@ -363,10 +374,15 @@ impl Registry {
             ));
         }
         let expected = blob.digest.clone();
-        tokio::task::spawn_blocking(move || w.commit(&expected))
-            .await
-            .map_err(|e| store_err(Box::new(e)))?
-            .map_err(store_err)?;
+        let in_flight = commits.clone();
+        tokio::task::spawn_blocking(move || {
+            let done = w.commit(&expected);
+            drop(in_flight);
+            done
+        })
+        .await
+        .map_err(|e| store_err(Box::new(e)))?
+        .map_err(store_err)?;
         Ok(n)
     }
 
