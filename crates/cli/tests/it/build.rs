@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use kiln_test_support::{TempRoot, busybox_rootfs_tar};
 
-use crate::support::{kiln, output, require_root};
+use crate::support::{kiln, output, output_with_stdin, require_root};
 
 /// A store with a `busybox` base image, and a context directory.
 pub struct Fixture {
@@ -482,23 +482,13 @@ fn another_frontend_and_unsupported_flags_are_errors() {
 fn a_scratch_image_from_stdin_with_iidfile() {
     let root = TempRoot::new();
     let iid = root.path().join("iid");
-    let mut cmd = kiln(root.path());
-    cmd.args(["build", "--progress", "plain", "--iidfile"])
-        .arg(&iid)
-        .args(["-t", "scratchy", "-"])
-        .stdin(Stdio::piped());
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"FROM scratch\nCOPY <<EOF /hello\nhi\nEOF\nENV A=1\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        kiln(root.path())
+            .args(["build", "--progress", "plain", "--iidfile"])
+            .arg(&iid)
+            .args(["-t", "scratchy", "-"]),
+        b"FROM scratch\nCOPY <<EOF /hello\nhi\nEOF\nENV A=1\n",
+    );
     assert!(
         out.status.success(),
         "{}",

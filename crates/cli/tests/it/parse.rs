@@ -1,7 +1,4 @@
-use std::io::Write as _;
-use std::process::Stdio;
-
-use crate::support::{kiln, output};
+use crate::support::{kiln, output, output_with_stdin};
 
 fn write(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("Dockerfile");
@@ -41,19 +38,10 @@ fn json_follows_the_documented_schema() {
 #[test]
 fn stdin_is_read_for_dash() {
     let root = tempfile::tempdir().unwrap();
-    let mut child = kiln(root.path())
-        .args(["parse", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"FROM scratch\nCMD [\"a\", \"b\"]\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        kiln(root.path()).args(["parse", "-"]),
+        b"FROM scratch\nCMD [\"a\", \"b\"]\n",
+    );
     assert!(out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("(from \"scratch\")"), "{stdout}");

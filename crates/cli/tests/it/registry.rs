@@ -9,7 +9,7 @@ use kiln_test_support::TempRoot;
 use kiln_test_support::registry::{RegistryConfig, TestRegistry};
 
 use crate::images::import_busybox;
-use crate::support::{kiln, output};
+use crate::support::{kiln, output, output_with_stdin};
 
 /// kiln with a private docker config directory (never the user's).
 fn kiln_cfg(root: &Path, docker_config: &Path) -> Command {
@@ -357,25 +357,14 @@ fn credential_helpers_store_get_and_erase_docker_registry() {
     output(kiln_cfg(root.path(), cfg.path()).args(["tag", "busybox", &target]));
 
     let mut c = kiln_cfg(root.path(), cfg.path());
-    c.env("PATH", &path)
-        .args([
-            "login",
-            "-u",
-            "helper-user",
-            "--password-stdin",
-            &reg.host(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"helper-pw\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    c.env("PATH", &path).args([
+        "login",
+        "-u",
+        "helper-user",
+        "--password-stdin",
+        &reg.host(),
+    ]);
+    let out = output_with_stdin(&mut c, b"helper-pw\n");
     assert!(
         out.status.success(),
         "{}",

@@ -14,7 +14,7 @@ use std::process::{Output, Stdio};
 use kiln_test_support::TempRoot;
 use kiln_test_support::git::{GitDaemon, git, write_files};
 
-use crate::support::{kiln, output};
+use crate::support::{kiln, output, output_with_stdin};
 
 /// The app repository: v1 (tag) and main, a subdirectory with its own
 /// `.dockerignore` and an `alt.Dockerfile` with `alt.Dockerfile.dockerignore`.
@@ -196,21 +196,12 @@ fn build_from_a_git_url_with_ref_subdir_and_ignore_files() {
     assert!(stderr.contains("expected a boolean"), "{stderr}");
 
     // A Dockerfile on stdin with the git context.
-    let mut child = kiln(root.path())
-        .args(["build", "--progress", "plain", "-t", "g:stdin", "-f", "-"])
-        .arg(format!("{url}#main:docker/app"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"FROM scratch\nCOPY file.txt /from-stdin.txt\nLABEL dockerfile=stdin\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        kiln(root.path())
+            .args(["build", "--progress", "plain", "-t", "g:stdin", "-f", "-"])
+            .arg(format!("{url}#main:docker/app")),
+        b"FROM scratch\nCOPY file.txt /from-stdin.txt\nLABEL dockerfile=stdin\n",
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -5,7 +5,7 @@
 // Fixture helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use kiln_oci::layer::{CreateOptions, create_layer};
 use kiln_test_support::{FIXED_EPOCH, TempRoot, busybox_rootfs};
 
-use crate::support::{kiln, output, require_root};
+use crate::support::{kiln, output, output_with_stdin, require_root};
 
 fn testdata(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -288,20 +288,10 @@ fn run_honours_the_image_config_and_flags_override_it_needs_root() {
 #[test]
 fn run_separates_stdout_and_stderr_and_pipes_stdin_needs_root() {
     let f = Fixture::new();
-    let mut child = f
-        .run(&["-i"], &["sh", "-c", "cat; echo to-err >&2"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"piped in\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        &mut f.run(&["-i"], &["sh", "-c", "cat; echo to-err >&2"]),
+        b"piped in\n",
+    );
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "piped in\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "to-err\n");

@@ -24,6 +24,28 @@ pub fn output(cmd: &mut Command) -> (Output, String, String) {
     (out, stdout, stderr)
 }
 
+/// Run with `input` on stdin (written from a thread, so a command that
+/// writes before it reads cannot block on a full pipe), capturing stdout
+/// and stderr.
+pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kiln could not be started");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // A command that exits without reading all of it closes the pipe.
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
 /// Fails the test (never skips it) when not running as root: real
 /// containers need namespaces, overlayfs and mounts.
 pub fn require_root() {

@@ -1,53 +1,24 @@
 //! Git contexts against real repositories: served by `git daemon` on
 //! 127.0.0.1, and over file://. Needs the `git` program (CI installs it).
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use kiln_context::{ContextError, DockerfileSpec, Opener, Progress, SourceOptions};
+use kiln_test_support::git::{GitDaemon, git};
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("the `git` program is needed by these tests (scripts/install-test-deps.sh)");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Bare repositories under one base path, served by `git daemon`.
+/// Bare repositories under one base path, served by `git daemon` (ended by
+/// PID when the server is dropped).
 struct Server {
-    _base: tempfile::TempDir,
+    daemon: GitDaemon,
     base: PathBuf,
-    port: u16,
-    daemon: Child,
     /// Commits by name.
     commits: std::collections::HashMap<&'static str, String>,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
-}
-
 impl Server {
     fn url(&self, repo: &str) -> String {
-        format!("git://127.0.0.1:{}/{repo}", self.port)
+        self.daemon.url(repo)
     }
 }
 
@@ -61,41 +32,13 @@ fn write(root: &Path, rel: &str, text: &str) {
 /// daemon running): `sub.git` (a submodule) and `app.git` with history:
 /// v1 (tag), main (HEAD), a `feature` branch, refs/pull/1/head.
 fn start() -> Server {
-    let tmp = tempfile::tempdir().unwrap();
-    let base = tmp.path().join("srv");
-    std::fs::create_dir(&base).unwrap();
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    // `git daemon` would run `git-daemon` as a child that outlives a kill
-    // of `git`: start the daemon itself, so that Drop ends it.
-    let exec_path = git(&base, &["--exec-path"]);
-    let daemon = Command::new(Path::new(&exec_path).join("git-daemon"))
-        .args([
-            "--reuseaddr",
-            "--export-all",
-            "--listen=127.0.0.1",
-            &format!("--port={port}"),
-            &format!("--base-path={}", base.display()),
-        ])
-        .arg(&base)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("`git daemon` is needed by these tests (package git)");
+    let daemon = GitDaemon::start();
+    let base = daemon.base();
     let mut server = Server {
-        _base: tmp,
-        base: base.clone(),
-        port,
         daemon,
+        base: base.clone(),
         commits: std::collections::HashMap::new(),
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "git daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 
     // The submodule.
     let work = base.parent().unwrap().join("work-sub");
