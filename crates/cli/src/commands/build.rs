@@ -355,9 +355,19 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<Exit> {
     let stat_cache = if scratch_root {
         None
     } else {
-        let cache = Arc::new(kiln_context::StatCache::open(
-            kiln_context::StatCache::file_for(&root.join("cache").join("stat"), context.root()),
-        )?);
+        let file =
+            kiln_context::StatCache::file_for(&root.join("cache").join("stat"), context.root());
+        let cache = match kiln_context::StatCache::open(&file) {
+            Ok(cache) => cache,
+            // It only saves hashing: a damaged one is dropped, not fatal.
+            Err(e @ kiln_context::ContextError::StatCache { .. }) => {
+                eprintln!("WARNING: {e}; hashing the context afresh");
+                let _ = std::fs::remove_file(&file);
+                kiln_context::StatCache::open(&file)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let cache = Arc::new(cache);
         context.set_stat_cache(Arc::clone(&cache));
         Some(cache)
     };

@@ -604,3 +604,53 @@ fn run_heredoc_scripts_and_mounts_needs_root() {
     let dir = f.export(&["--no-cache"]);
     assert_eq!(read(dir.path(), "count").trim(), "2");
 }
+
+#[test]
+fn a_damaged_stat_cache_is_dropped_with_a_warning_not_fatal() {
+    let root = tempfile::tempdir().unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY a.txt /a.txt\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.path().join("a.txt"), "one\n").unwrap();
+    let build = |tag: &str| {
+        output(
+            kiln(root.path())
+                .args(["build", "--progress", "plain", "-t", tag])
+                .arg(ctx.path()),
+        )
+    };
+    let (out, _, stderr) = build("s:1");
+    assert!(out.status.success(), "{stderr}");
+    std::fs::write(ctx.path().join("a.txt"), "two\n").unwrap();
+    // Wait out the cache's racy window, so the next build saves a.txt's stamp.
+    std::thread::sleep(Duration::from_millis(2100));
+    let (out, _, stderr) = build("s:2");
+    assert!(out.status.success(), "{stderr}");
+    let dir = root.path().join("cache").join("stat");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!files.is_empty(), "no stat cache was written in {dir:?}");
+    for f in &files {
+        std::fs::write(f, b"\x00garbage, not a stat cache").unwrap();
+    }
+    std::fs::write(ctx.path().join("a.txt"), "three\n").unwrap();
+    let (out, _, stderr) = build("s:3");
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("WARNING") && stderr.contains("hashing the context afresh"),
+        "{stderr}"
+    );
+    // The new content was read, not a stale digest.
+    let (_, stdout, _) = output(kiln(root.path()).args(["inspect", "s:3", "s:2"]));
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_ne!(v[0]["Id"], v[1]["Id"]);
+    // The damaged file was replaced: the next build does not warn.
+    let (out, _, stderr) = build("s:4");
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("WARNING"), "{stderr}");
+}
