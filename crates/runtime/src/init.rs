@@ -195,7 +195,43 @@ fn find_program(name: &str, path: &str) -> Result<PathBuf, Failure> {
     })
 }
 
+/// The container's process starts like docker's: no blocked signals and
+/// every disposition at its default. An ignored signal survives execve, so
+/// without this a kiln started with SIGINT ignored (a background job of a
+/// non-interactive shell, as in CI) made the container's shell unable to
+/// trap Ctrl-C.
 fn reset_signals() {
+    // The kernel's `struct sigaction` (not libc's): the C library refuses
+    // the signals it reserves for itself (32, 33), which may be ignored too.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads `default` (kernel layout, 8-byte mask)
+        // and installs no handler; done between fork and exec.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &raw const default,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 

@@ -725,3 +725,28 @@ fn run_rootfs_directory_is_a_read_only_lower_needs_root() {
     assert!(stderr.contains("not a directory"), "{stderr}");
     f.assert_clean();
 }
+
+#[test]
+fn the_container_starts_with_default_signal_dispositions_needs_root() {
+    use std::os::unix::process::CommandExt as _;
+    let f = Fixture::new();
+    let mut cmd = f.run(&[], &["cat", "/proc/self/status"]);
+    // kiln itself started with SIGINT and SIGQUIT ignored, as a background
+    // job of a non-interactive shell is.
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let (out, stdout, stderr) = output(&mut cmd);
+    assert!(out.status.success(), "{stderr}");
+    let ignored = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .unwrap_or_else(|| panic!("no SigIgn in {stdout}"));
+    assert_eq!(ignored.trim(), "0000000000000000", "{stdout}");
+    f.assert_clean();
+}
