@@ -63,8 +63,8 @@ impl Opener {
         self
     }
 
-    /// How long to wait for a connection (and, for downloads, between
-    /// bytes is unlimited: large contexts on slow links are fine).
+    /// How long to wait for a connection. There is no limit on a
+    /// download's total time: large contexts on slow links are fine.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Opener {
         self.fetcher.timeout = timeout;
