@@ -674,9 +674,7 @@ impl Context {
         Ok(found)
     }
 
-    /// Resolve symlinks in `rel` inside the root. A link that points out of
-    /// the context (absolute, or `..` past the root) is an error; the links
-    /// followed are pushed to `via`. Missing components are kept.
+    /// Resolve symlinks in `rel` inside the root (see [`resolve_in`]).
     fn resolve(
         &self,
         text: &str,
@@ -684,57 +682,69 @@ impl Context {
         follow_last: bool,
         via: &mut Vec<Entry>,
     ) -> Result<PathBuf> {
-        let mut pending: Vec<std::ffi::OsString> =
-            rel.iter().map(std::ffi::OsStr::to_os_string).collect();
-        pending.reverse();
-        let mut out = PathBuf::new();
-        let mut hops = 0;
-        while let Some(name) = pending.pop() {
-            if name == ".." {
-                if !out.pop() {
-                    return Err(ContextError::Escape {
+        resolve_in(&self.root, text, rel, follow_last, via)
+    }
+}
+
+/// Resolve symlinks in `rel` (already lexically clean) inside `root`. A link that points out of
+/// the context (absolute, or `..` past the root) is an error; the links
+/// followed are pushed to `via`. Missing components are kept.
+pub(crate) fn resolve_in(
+    root: &Path,
+    text: &str,
+    rel: &Path,
+    follow_last: bool,
+    via: &mut Vec<Entry>,
+) -> Result<PathBuf> {
+    let mut pending: Vec<std::ffi::OsString> =
+        rel.iter().map(std::ffi::OsStr::to_os_string).collect();
+    pending.reverse();
+    let mut out = PathBuf::new();
+    let mut hops = 0;
+    while let Some(name) = pending.pop() {
+        if name == ".." {
+            if !out.pop() {
+                return Err(ContextError::Escape {
+                    path: text.to_owned(),
+                    via: via.last().map(|e| e.rel.clone()),
+                });
+            }
+            continue;
+        }
+        if name == "." {
+            continue;
+        }
+        let candidate = out.join(&name);
+        if pending.is_empty() && !follow_last {
+            out = candidate;
+            break;
+        }
+        let disk = root.join(&candidate);
+        match std::fs::symlink_metadata(&disk) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                hops += 1;
+                if hops > MAX_SYMLINKS {
+                    return Err(ContextError::SymlinkLoop {
                         path: text.to_owned(),
-                        via: via.last().map(|e| e.rel.clone()),
                     });
                 }
-                continue;
-            }
-            if name == "." {
-                continue;
-            }
-            let candidate = out.join(&name);
-            if pending.is_empty() && !follow_last {
-                out = candidate;
-                break;
-            }
-            let disk = self.root.join(&candidate);
-            match std::fs::symlink_metadata(&disk) {
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    hops += 1;
-                    if hops > MAX_SYMLINKS {
-                        return Err(ContextError::SymlinkLoop {
-                            path: text.to_owned(),
-                        });
-                    }
-                    let entry = Entry::from_meta(candidate.clone(), &disk, &meta)?;
-                    let target = entry.link_target.clone().unwrap_or_default();
-                    via.push(entry);
-                    if target.is_absolute() {
-                        return Err(ContextError::Escape {
-                            path: text.to_owned(),
-                            via: Some(candidate),
-                        });
-                    }
-                    let mut parts: Vec<_> =
-                        target.iter().map(std::ffi::OsStr::to_os_string).collect();
-                    parts.reverse();
-                    pending.extend(parts);
+                let entry = Entry::from_meta(candidate.clone(), &disk, &meta)?;
+                let target = entry.link_target.clone().unwrap_or_default();
+                via.push(entry);
+                if target.is_absolute() {
+                    return Err(ContextError::Escape {
+                        path: text.to_owned(),
+                        via: Some(candidate),
+                    });
                 }
-                _ => out = candidate,
+                let mut parts: Vec<_> = target.iter().map(std::ffi::OsStr::to_os_string).collect();
+                parts.reverse();
+                pending.extend(parts);
             }
+            _ => out = candidate,
         }
-        Ok(out)
     }
+    Ok(out)
 }
 
 /// The ignore file docker uses for a context directory and a Dockerfile:

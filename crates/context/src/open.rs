@@ -33,13 +33,14 @@ impl std::fmt::Debug for Opener {
 impl Opener {
     /// An opener that caches remote sources under `cache_dir`. Defaults:
     /// the default Dockerfile lookup, downloads up to 4 GiB, 30 s to
-    /// connect, 10 redirects.
+    /// connect, 60 s without data, 10 redirects.
     pub fn new(cache_dir: impl Into<PathBuf>) -> Opener {
         Opener {
             fetcher: Fetcher {
                 cache_dir: cache_dir.into(),
                 max_download: 4 << 30,
                 timeout: Duration::from_secs(30),
+                read_timeout: Duration::from_secs(60),
                 max_redirects: 10,
                 progress: None,
                 keep_git_dir: false,
@@ -68,6 +69,15 @@ impl Opener {
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Opener {
         self.fetcher.timeout = timeout;
+        self
+    }
+
+    /// How long a download may wait for the server: for the response's
+    /// headers, and then for each read of its body (a server that stops
+    /// sending is an error after this long). Default 60 s.
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Duration) -> Opener {
+        self.fetcher.read_timeout = timeout;
         self
     }
 

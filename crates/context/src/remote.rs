@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,6 +168,9 @@ pub(crate) struct Fetcher {
     pub cache_dir: PathBuf,
     pub max_download: u64,
     pub timeout: Duration,
+    /// The longest wait for the response's headers and for each read of
+    /// its body (a stalled server), not a limit on the whole download.
+    pub read_timeout: Duration,
     pub max_redirects: usize,
     pub progress: Option<ProgressFn>,
     /// Keep `.git` in git checkouts (BuildKit's
@@ -369,7 +372,9 @@ impl Fetcher {
         let client = reqwest::blocking::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(self.max_redirects))
             .connect_timeout(self.timeout)
-            .timeout(None)
+            // reqwest's blocking timeout bounds the wait for the headers
+            // and each read of the body, not the whole download.
+            .timeout(self.read_timeout)
             .build()
             .map_err(|e| err(describe(&e)))?;
         let meta_path = dir.join("validators");
@@ -749,57 +754,56 @@ pub(crate) fn subdir(root: &Path, sub: &str, source: &str) -> Result<PathBuf> {
         subdir: sub.to_owned(),
         reason,
     };
-    let mut out = PathBuf::new();
-    let mut hops = 0;
-    let mut parts: Vec<std::ffi::OsString> = Path::new(sub)
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    parts.reverse();
-    while let Some(name) = parts.pop() {
-        if name == ".." {
-            if !out.pop() {
-                return Err(fail("is outside the context"));
-            }
-            continue;
-        }
-        let cand = out.join(&name);
-        match std::fs::symlink_metadata(root.join(&cand)) {
-            Ok(m) if m.file_type().is_symlink() => {
-                hops += 1;
-                if hops > 40 {
-                    return Err(fail("has a symlink loop"));
-                }
-                let t = fs_err::read_link(root.join(&cand))?;
-                if t.is_absolute() {
-                    return Err(fail("is outside the context"));
-                }
-                let mut more: Vec<std::ffi::OsString> = t
-                    .components()
-                    .filter_map(|c| match c {
-                        Component::Normal(n) => Some(n.to_os_string()),
-                        Component::ParentDir => Some("..".into()),
-                        _ => None,
-                    })
-                    .collect();
-                more.reverse();
-                parts.extend(more);
-            }
-            Ok(m) if m.is_dir() => out = cand,
-            Ok(_) => return Err(fail("is not a directory")),
-            Err(_) => return Err(fail("does not exist")),
-        }
+    let resolved = crate::local::lexical(sub)
+        .and_then(|rel| crate::local::resolve_in(root, sub, &rel, true, &mut Vec::new()))
+        .map_err(|e| match e {
+            ContextError::SymlinkLoop { .. } => fail("has a symlink loop"),
+            ContextError::Escape { .. } => fail("is outside the context"),
+            other => other,
+        })?;
+    let dir = root.join(resolved);
+    match std::fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => Ok(dir),
+        Ok(_) => Err(fail("is not a directory")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(fail("is not a directory")),
+        Err(_) => Err(fail("does not exist")),
     }
-    Ok(root.join(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subdirs_follow_symlinks_inside_the_root_only() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/file"), "x").unwrap();
+        symlink("a/b", root.join("to-b")).unwrap();
+        symlink("..", root.join("a/b/up")).unwrap();
+        symlink("/etc", root.join("abs")).unwrap();
+        symlink("../..", root.join("a/out")).unwrap();
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("loop1", root.join("loop2")).unwrap();
+        let sub = |s: &str| subdir(root, s, "src");
+        let reason = |s: &str| match sub(s) {
+            Err(ContextError::Subdir { reason, .. }) => reason,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(sub("a/b").unwrap(), root.join("a/b"));
+        assert_eq!(sub("/a/./b/").unwrap(), root.join("a/b"));
+        assert_eq!(sub("to-b/up/b").unwrap(), root.join("a/b"));
+        assert_eq!(sub("a/b/..").unwrap(), root.join("a"));
+        assert_eq!(reason("abs"), "is outside the context");
+        assert_eq!(reason("a/out"), "is outside the context");
+        assert_eq!(reason(".."), "is outside the context");
+        assert_eq!(reason("loop1"), "has a symlink loop");
+        assert_eq!(reason("a/file"), "is not a directory");
+        assert_eq!(reason("a/file/x"), "is not a directory");
+        assert_eq!(reason("a/nope"), "does not exist");
+    }
 
     #[test]
     fn classify_like_docker() {

@@ -17,6 +17,9 @@ enum Reply {
     Redirect(&'static str),
     /// A Content-Length larger than the body, then the connection closes.
     Short(Vec<u8>),
+    /// A Content-Length larger than the body, then nothing more for 10 s
+    /// with the connection open (a stalled server).
+    Stall(Vec<u8>),
 }
 
 struct Http {
@@ -95,6 +98,19 @@ fn serve(stream: TcpStream, routes: &Mutex<Vec<(&'static str, Reply)>>, hits: &A
                 );
                 s.write_all(&body)
             }
+        }
+        Some(Reply::Stall(body)) => {
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len() * 2
+                )
+                .as_bytes(),
+            );
+            let _ = s.write_all(&body);
+            let _ = s.flush();
+            std::thread::sleep(Duration::from_secs(10));
+            Ok(())
         }
         Some(Reply::Short(body)) => {
             let _ = s.write_all(
@@ -185,12 +201,17 @@ fn download_errors_name_the_url_and_the_problem() {
             "/bad.tar.gz",
             Reply::Body(vec![0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7], "\"x\""),
         ),
+        (
+            "/stall.tar.gz",
+            Reply::Stall(tar_gz(&[("Dockerfile", "FROM x\n")])),
+        ),
     ]);
     let cache = tempfile::tempdir().unwrap();
     let open = |url: String, limit: u64| {
         Opener::new(cache.path())
             .max_download_size(limit)
             .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_millis(500))
             .open(&url, std::io::empty())
             .unwrap_err()
     };
@@ -215,6 +236,12 @@ fn download_errors_name_the_url_and_the_problem() {
         &url,
         "end of file before message length reached",
     );
+    // The server sends half the body and then nothing: an error after the
+    // read timeout, long before the server gives up (10 s).
+    let url = http.url("/stall.tar.gz");
+    let started = std::time::Instant::now();
+    check(open(url.clone(), 1 << 20), &url, "timed out");
+    assert!(started.elapsed() < Duration::from_secs(8));
     let url = http.url("/bad.tar.gz");
     check(open(url.clone(), 1 << 20), &url, "corrupt or truncated");
     // Nothing listens on this port.
