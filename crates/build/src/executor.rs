@@ -593,6 +593,9 @@ impl KilnExecutor {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(10))
             .connect_timeout(std::time::Duration::from_secs(30))
+            // A server that stops sending fails the step instead of
+            // hanging the build (not a limit on the whole download).
+            .read_timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|e| fail(e.to_string()))?;
         let mut response = tokio::select! {
@@ -617,7 +620,11 @@ impl KilnExecutor {
         let mut hasher = sha2::Sha256::new();
         loop {
             let chunk = tokio::select! {
-                c = response.chunk() => c.map_err(|e| fail(e.to_string()))?,
+                c = response.chunk() => c.map_err(|e| if e.is_timeout() {
+                    fail("the server sent nothing for 60 s".to_owned())
+                } else {
+                    fail(e.to_string())
+                })?,
                 () = ctx.cancelled() => {
                     let _ = std::fs::remove_file(&path);
                     return Err(OpError::Cancelled);
