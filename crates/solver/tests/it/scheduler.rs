@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kiln_solver::{
-    CancellationToken, Event, Graph, MemoryCache, SolveError, SolveOptions, Solver, VertexOptions,
+    CancellationToken, Event, Graph, MemoryCache, SolveError, SolveOptions, Solver, VertexId,
+    VertexOptions,
 };
 
 use crate::fake::{FakeExecutor, FakeOp, compute};
@@ -36,22 +37,31 @@ fn recorder() -> (Arc<Mutex<Vec<Event>>>, kiln_solver::EventSink) {
     )
 }
 
+/// Independent vertices `op(i)` named `name(i)`, one per id.
+fn leaves(
+    g: &mut Graph<FakeOp>,
+    ids: std::ops::Range<u64>,
+    op: fn(u64, u64) -> FakeOp,
+    delay_ms: u64,
+    name: impl Fn(u64) -> String,
+) -> Vec<VertexId> {
+    ids.map(|i| g.add(op(i, delay_ms), &[], VertexOptions::named(name(i))))
+        .collect()
+}
+
+/// A solver over `exec` with an empty cache of its own.
+fn fresh(exec: &Arc<FakeExecutor>) -> Solver<FakeExecutor> {
+    Solver::new(exec.clone(), Arc::new(MemoryCache::new()))
+}
+
 #[test]
 fn independent_ops_run_at_once_up_to_jobs() {
     rt().block_on(async {
         let mut g = Graph::new();
-        let leaves: Vec<_> = (0..8)
-            .map(|i| {
-                g.add(
-                    FakeOp::new(i, 40),
-                    &[],
-                    VertexOptions::named(format!("leaf {i}")),
-                )
-            })
-            .collect();
+        let leaves = leaves(&mut g, 0..8, FakeOp::new, 40, |i| format!("leaf {i}"));
         let top = g.add(FakeOp::new(100, 0), &leaves, VertexOptions::named("top"));
         let exec = Arc::new(FakeExecutor::default());
-        let solver = Solver::new(exec.clone(), Arc::new(MemoryCache::new())).options(opts(3));
+        let solver = fresh(&exec).options(opts(3));
         let solution = solver.solve(&g, &[top]).await.unwrap();
         assert_eq!(solution.executed, 9);
         assert_eq!(exec.max_running.load(Ordering::SeqCst), 3);
@@ -78,7 +88,7 @@ fn identical_ops_run_once() {
         );
         let top = g.add(FakeOp::new(3, 0), &[a, b], VertexOptions::named("merge"));
         let exec = Arc::new(FakeExecutor::default());
-        let solver = Solver::new(exec.clone(), Arc::new(MemoryCache::new())).options(opts(4));
+        let solver = fresh(&exec).options(opts(4));
         let solution = solver.solve(&g, &[top, a, b]).await.unwrap();
         assert_eq!(exec.runs_of(2), 1);
         assert_eq!(solution.executed, 3);
@@ -149,19 +159,11 @@ fn failure_stops_queued_ops_from_starting() {
     rt().block_on(async {
         let mut g = Graph::new();
         let bad = g.add(FakeOp::failing(1, 20), &[], VertexOptions::named("bad"));
-        let queued: Vec<_> = (10..20)
-            .map(|i| {
-                g.add(
-                    FakeOp::new(i, 20),
-                    &[],
-                    VertexOptions::named(format!("q{i}")),
-                )
-            })
-            .collect();
+        let queued = leaves(&mut g, 10..20, FakeOp::new, 20, |i| format!("q{i}"));
         let mut targets = vec![bad];
         targets.extend(queued);
         let exec = Arc::new(FakeExecutor::default());
-        let solver = Solver::new(exec.clone(), Arc::new(MemoryCache::new())).options(opts(1));
+        let solver = fresh(&exec).options(opts(1));
         assert!(solver.solve(&g, &targets).await.is_err());
         assert_eq!(exec.total_runs(), 1, "ops started after the first failure");
     });
@@ -182,20 +184,14 @@ fn run_processes_are_not_bounded_by_the_cpu_permits() {
         // six run at once, which only happens if the permit is not held
         // while they run (like BuildKit's four 2 s sleeps in parallel).
         let mut g = Graph::new();
-        let procs: Vec<_> = (0..6)
-            .map(|i| {
-                g.add(
-                    FakeOp::process(i, 5),
-                    &[],
-                    VertexOptions::named(format!("RUN sleep {i}")),
-                )
-            })
-            .collect();
+        let procs = leaves(&mut g, 0..6, FakeOp::process, 5, |i| {
+            format!("RUN sleep {i}")
+        });
         let exec = Arc::new(FakeExecutor {
             process_barrier: Some(Arc::new(tokio::sync::Barrier::new(6))),
             ..FakeExecutor::default()
         });
-        let solver = Solver::new(exec.clone(), Arc::new(MemoryCache::new())).options(unbounded(1));
+        let solver = fresh(&exec).options(unbounded(1));
         let solution = tokio::time::timeout(Duration::from_secs(60), solver.solve(&g, &procs))
             .await
             .expect("the processes never all ran at once: a CPU permit bounds them")
@@ -211,15 +207,7 @@ fn run_processes_are_not_bounded_by_the_cpu_permits() {
 fn own_cpu_work_is_bounded_by_the_cpu_permits_without_jobs() {
     rt().block_on(async {
         let mut g = Graph::new();
-        let mut leaves: Vec<_> = (0..6)
-            .map(|i| {
-                g.add(
-                    FakeOp::new(i, 30),
-                    &[],
-                    VertexOptions::named(format!("COPY {i}")),
-                )
-            })
-            .collect();
+        let mut leaves = leaves(&mut g, 0..6, FakeOp::new, 30, |i| format!("COPY {i}"));
         leaves.extend((10..14).map(|i| {
             g.add(
                 FakeOp::process(i, 30),
@@ -229,7 +217,7 @@ fn own_cpu_work_is_bounded_by_the_cpu_permits_without_jobs() {
         }));
         let top = g.add(FakeOp::new(100, 0), &leaves, VertexOptions::named("top"));
         let exec = Arc::new(FakeExecutor::default());
-        let solver = Solver::new(exec.clone(), Arc::new(MemoryCache::new())).options(unbounded(2));
+        let solver = fresh(&exec).options(unbounded(2));
         let solution = solver.solve(&g, &[top]).await.unwrap();
         assert_eq!(solution.executed, 11);
         assert_eq!(exec.max_cpu_work.load(Ordering::SeqCst), 2);
@@ -240,22 +228,13 @@ fn own_cpu_work_is_bounded_by_the_cpu_permits_without_jobs() {
 fn jobs_bounds_the_steps_in_progress_processes_included() {
     rt().block_on(async {
         let mut g = Graph::new();
-        let procs: Vec<_> = (0..6)
-            .map(|i| {
-                g.add(
-                    FakeOp::process(i, 30),
-                    &[],
-                    VertexOptions::named(format!("RUN {i}")),
-                )
-            })
-            .collect();
+        let procs = leaves(&mut g, 0..6, FakeOp::process, 30, |i| format!("RUN {i}"));
         let exec = Arc::new(FakeExecutor::default());
-        let solver =
-            Solver::new(exec.clone(), Arc::new(MemoryCache::new())).options(SolveOptions {
-                jobs: Some(2),
-                cpu: 4,
-                ..SolveOptions::default()
-            });
+        let solver = fresh(&exec).options(SolveOptions {
+            jobs: Some(2),
+            cpu: 4,
+            ..SolveOptions::default()
+        });
         solver.solve(&g, &procs).await.unwrap();
         assert_eq!(exec.total_runs(), 6);
         assert_eq!(exec.max_running.load(Ordering::SeqCst), 2);
@@ -268,22 +247,12 @@ fn ops_waiting_for_a_cpu_permit_never_start_after_a_failure() {
     rt().block_on(async {
         let mut g = Graph::new();
         let bad = g.add(FakeOp::failing(1, 20), &[], VertexOptions::named("bad"));
-        let queued: Vec<_> = (10..20)
-            .map(|i| {
-                g.add(
-                    FakeOp::new(i, 20),
-                    &[],
-                    VertexOptions::named(format!("q{i}")),
-                )
-            })
-            .collect();
+        let queued = leaves(&mut g, 10..20, FakeOp::new, 20, |i| format!("q{i}"));
         let mut targets = vec![bad];
         targets.extend(queued.iter().copied());
         let exec = Arc::new(FakeExecutor::default());
         let (events, sink) = recorder();
-        let solver = Solver::new(exec.clone(), Arc::new(MemoryCache::new()))
-            .options(unbounded(1))
-            .events(sink);
+        let solver = fresh(&exec).options(unbounded(1)).events(sink);
         assert!(solver.solve(&g, &targets).await.is_err());
         assert_eq!(exec.total_runs(), 1, "ops started after the first failure");
         // A step that only waited for a permit was never reported started
@@ -321,8 +290,7 @@ fn external_cancellation_stops_everything() {
         let v = g.add(FakeOp::new(1, 10_000), &[], VertexOptions::named("slow"));
         let token = CancellationToken::new();
         let exec = Arc::new(FakeExecutor::default());
-        let solver =
-            Solver::new(exec.clone(), Arc::new(MemoryCache::new())).cancel_token(token.clone());
+        let solver = fresh(&exec).cancel_token(token.clone());
         let canceller = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             token.cancel();
@@ -334,7 +302,7 @@ fn external_cancellation_stops_everything() {
     });
 }
 
-fn chain(g: &mut Graph<FakeOp>, ids: &[u64]) -> Vec<kiln_solver::VertexId> {
+fn chain(g: &mut Graph<FakeOp>, ids: &[u64]) -> Vec<VertexId> {
     let mut out = Vec::new();
     for (step, id) in ids.iter().enumerate() {
         let inputs: Vec<_> = out.last().copied().into_iter().collect();
@@ -505,7 +473,7 @@ fn unreachable_vertices_never_run() {
             &[],
             VertexOptions::named("unused stage"),
         );
-        let solver = Solver::new(exec.clone(), Arc::new(MemoryCache::new()));
+        let solver = fresh(&exec);
         let solution = solver.solve(&g, &[used]).await.unwrap();
         assert_eq!(solution.executed, 1);
         assert_eq!(exec.runs_of(2), 0);
