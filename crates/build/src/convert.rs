@@ -1014,17 +1014,37 @@ impl Converter<'_> {
             .as_deref()
             .map(|v| self.expand(meta, v, &env))
             .transpose()?;
+        let mut git_checksum = None;
         if let Some(sum) = &checksum {
             let is_url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
-            if c.sources.len() != 1 || !is_url(&self.expand(meta, &c.sources[0], &env)?) {
+            let first = match c.sources.as_slice() {
+                [one] => Some(self.expand(meta, one, &env)?),
+                _ => None,
+            };
+            if first.as_ref().is_some_and(|s| is_git_source(s)) {
+                // BuildKit: for a git source the checksum is the commit
+                // (or a prefix of it) the ref must resolve to.
+                if sum.len() < 7 || sum.len() > 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(self.at(
+                        meta,
+                        format!(
+                            "invalid --checksum `{sum}` for a git source: expected a commit id"
+                        ),
+                        None,
+                    ));
+                }
+                git_checksum = Some(sum.to_ascii_lowercase());
+            } else if !first.as_ref().is_some_and(is_url) {
                 return Err(self.at(
                     meta,
-                    "ADD --checksum needs exactly one source, an http(s) URL",
+                    "ADD --checksum needs exactly one source, an http(s) URL or a git repository",
                     None,
                 ));
             }
             let hex = sum.strip_prefix("sha256:").unwrap_or("");
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if git_checksum.is_none()
+                && (hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
                 return Err(self.at(
                     meta,
                     format!("invalid --checksum `{sum}`: expected sha256:<64 hex digits>"),
@@ -1032,19 +1052,13 @@ impl Converter<'_> {
                 ));
             }
         }
-        if c.keep_git_dir {
-            return Err(self.at(
-                meta,
-                "ADD --keep-git-dir applies to git sources, which kiln does not support yet",
-                None,
-            ));
-        }
         let dest_raw = self.expand(meta, &c.dest, &env)?;
         let dest = dest_path(&state.workdir, &dest_raw);
 
         let heredoc_names: HashSet<&str> = c.heredocs.iter().map(|h| h.name.as_str()).collect();
         let mut sources = Vec::new();
         let mut urls = Vec::new();
+        let mut gits = Vec::new();
         let mut heredocs = Vec::new();
         for s in &c.sources {
             if let Some(name) = s
@@ -1056,31 +1070,29 @@ impl Converter<'_> {
                 continue;
             }
             let s = self.expand(meta, s, &env)?;
-            let git = s.starts_with("git@")
-                || s.starts_with("git://")
-                || ((s.starts_with("http://") || s.starts_with("https://"))
-                    && (s.to_ascii_lowercase().ends_with(".git") || s.contains(".git#")));
+            let git = is_git_source(&s);
             if s.starts_with("http://") || s.starts_with("https://") || git {
                 if !is_add {
+                    let what = if git { "a git ref" } else { "a URL" };
                     return Err(self.at(
                         meta,
-                        "source can't be a URL for COPY",
-                        Some("use ADD for URLs"),
+                        format!("source can't be {what} for COPY"),
+                        Some("use ADD for URLs and git repositories"),
                     ));
                 }
                 if git {
-                    return Err(self.at(
-                        meta,
-                        format!("ADD of a git repository ({s}) is not supported yet"),
-                        Some("clone it into the build context, or in a RUN step"),
-                    ));
+                    gits.push(s);
+                } else {
+                    urls.push(s);
                 }
-                urls.push(s);
                 continue;
             }
             sources.push(s);
         }
 
+        if c.keep_git_dir && gits.is_empty() {
+            return Err(self.at(meta, "ADD --keep-git-dir applies to git sources only", None));
+        }
         let chown_op = chown.as_deref().map(chown_of);
         let unpack = if is_add {
             c.unpack.unwrap_or(true)
@@ -1155,6 +1167,36 @@ impl Converter<'_> {
                 create_dest_path: true,
                 // Remote files are not extracted unless --unpack says so.
                 unpack_archives: c.unpack == Some(true),
+                ..Copy::default()
+            }));
+        }
+        for url in &gits {
+            // BuildKit: the repository's tree (or `#REF:SUBDIR`) copied into
+            // the destination, like `COPY --from=tree / DEST`.
+            let src = kiln_context::GitSource::parse(url);
+            let v = self.vertex(
+                KilnOp::Source(SourceOp::Git {
+                    url: src.url.clone(),
+                    reference: src.reference.clone(),
+                    subdir: src.subdir.clone(),
+                    keep_git_dir: c.keep_git_dir,
+                    checksum: git_checksum.clone(),
+                }),
+                &[],
+                format!("[internal] git {url}"),
+                Some(format!("{step_id}/git{}", inputs.len())),
+                no_cache,
+                Some(meta),
+            );
+            inputs.push(v);
+            actions.push(FileAction::Copy(Copy {
+                from: inputs.len() - 1,
+                sources: vec!["/".to_owned()],
+                dest: dest.clone(),
+                chown: chown_op.clone(),
+                chmod: chmod.clone(),
+                dir_contents_only: true,
+                create_dest_path: true,
                 ..Copy::default()
             }));
         }
@@ -1588,6 +1630,19 @@ pub fn normalize_workdir(current: &str, path: &str) -> String {
     } else {
         clean_abs(&format!("{current}/{path}"))
     }
+}
+
+/// BuildKit's git sources for ADD (`ParseGitRef`): `git@host:…`,
+/// `git://…`, `ssh://…`, and http(s) URLs whose path ends in `.git`.
+/// (`github.com/o/r` without a scheme is a local path there.)
+fn is_git_source(s: &str) -> bool {
+    if s.starts_with("http://") || s.starts_with("https://") {
+        let path = s.split(['#', '?']).next().unwrap_or(s);
+        return path.to_ascii_lowercase().ends_with(".git");
+    }
+    ["git@", "git://", "ssh://"]
+        .iter()
+        .any(|p| s.starts_with(p))
 }
 
 /// A COPY destination relative to WORKDIR; a trailing `/` (or `.`) is kept,

@@ -73,7 +73,12 @@ pub struct KilnExecutor {
     selected: Mutex<HashMap<ContextRead, crate::context::Selected>>,
     /// `ADD URL` downloads of this build, by URL.
     downloads: tokio::sync::Mutex<HashMap<String, Downloaded>>,
+    /// `ADD GIT-URL` checkouts of this build, by source.
+    git_trees: tokio::sync::Mutex<HashMap<GitKey, kiln_context::GitTree>>,
 }
+
+/// One git source: URL, ref, sub-directory, keep `.git`.
+type GitKey = (String, Option<String>, Option<String>, bool);
 
 impl KilnExecutor {
     /// An executor over `store` and `runtime` for a build with `context`;
@@ -94,6 +99,7 @@ impl KilnExecutor {
             secrets,
             selected: Mutex::new(HashMap::new()),
             downloads: tokio::sync::Mutex::new(HashMap::new()),
+            git_trees: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -575,6 +581,45 @@ struct Downloaded {
 }
 
 impl KilnExecutor {
+    /// The checkout of a git source (fetched once per build; the remote
+    /// context cache keeps it across builds). Fetch progress goes to the
+    /// step's log.
+    async fn git_tree(
+        &self,
+        key: GitKey,
+        ctx: &OpContext,
+    ) -> Result<kiln_context::GitTree, OpError> {
+        let mut trees = self.git_trees.lock().await;
+        if let Some(t) = trees.get(&key) {
+            return Ok(t.clone());
+        }
+        let (url, reference, subdir, keep_git_dir) = key.clone();
+        let src = kiln_context::GitSource {
+            url,
+            reference,
+            subdir,
+        };
+        let log = ctx.clone();
+        let opener = kiln_context::Opener::new(self.store.root().join("contexts"))
+            .keep_git_dir(keep_git_dir)
+            .progress(move |p| {
+                if let kiln_context::Progress::Git { step, .. } = p
+                    && *step != "ls-remote"
+                {
+                    log.log(Stream::Stderr, format!("git {step}\n").into_bytes());
+                }
+            });
+        let shown = src.to_string();
+        let tree = tokio::select! {
+            t = tokio::task::spawn_blocking(move || opener.git_tree(&src)) => t
+                .map_err(|e| OpError::failed(format!("internal error: {e}")))?
+                .map_err(|e| OpError::failed(format!("ADD {shown}: {e}")))?,
+            () = ctx.cancelled() => return Err(OpError::Cancelled),
+        };
+        trees.insert(key, tree.clone());
+        Ok(tree)
+    }
+
     /// Download `url` once per build into the store's tmp dir (verified
     /// against `checksum` when given).
     async fn download(
@@ -717,6 +762,34 @@ impl Executor for KilnExecutor {
                     fields: vec![("context".into(), s.checksum)],
                 }))
             }
+            KilnOp::Source(SourceOp::Git {
+                url,
+                reference,
+                subdir,
+                keep_git_dir,
+                checksum,
+            }) => {
+                let key = (
+                    url.clone(),
+                    reference.clone(),
+                    subdir.clone(),
+                    *keep_git_dir,
+                );
+                let tree = self.git_tree(key, ctx).await?;
+                if let Some(sum) = checksum {
+                    // The revision is the commit, or `short-REF` when asked by a short commit.
+                    let commit = tree.revision.trim_start_matches("short-");
+                    if !commit.starts_with(sum.as_str()) {
+                        return Err(OpError::failed(format!(
+                            "ADD {url}: checksum mismatch: expected commit {sum}, the ref is at {}",
+                            commit.trim_end_matches(".keep-git")
+                        )));
+                    }
+                }
+                Ok(Some(ContentKey {
+                    fields: vec![("git".into(), tree.revision)],
+                }))
+            }
             KilnOp::Source(SourceOp::Http { url, checksum, .. }) => {
                 // With --checksum the key is the checksum (nothing is
                 // downloaded until the step runs); else the download's digest.
@@ -747,9 +820,32 @@ impl Executor for KilnExecutor {
                 let s = self.select(include, exclude).await?;
                 Ok(Fs::Context(Arc::clone(&self.context), s.visible()))
             }
-            KilnOp::Source(SourceOp::Git { url, .. }) => Err(OpError::failed(format!(
-                "git sources ({url}) are not supported yet"
-            ))),
+            KilnOp::Source(SourceOp::Git {
+                url,
+                reference,
+                subdir,
+                keep_git_dir,
+                ..
+            }) => {
+                let key = (
+                    url.clone(),
+                    reference.clone(),
+                    subdir.clone(),
+                    *keep_git_dir,
+                );
+                let tree = self.git_tree(key, &ctx).await?;
+                // Every file of the tree is visible (no .dockerignore).
+                let files = tree.context.clone();
+                let visible = ctx
+                    .cpu(
+                        move || -> Result<HashSet<PathBuf>, kiln_context::ContextError> {
+                            Ok(files.walk()?.into_iter().map(|e| e.rel).collect())
+                        },
+                    )
+                    .await?
+                    .map_err(|e| OpError::failed(format!("{url}: {e}")))?;
+                Ok(Fs::Context(Arc::new(tree.context), Arc::new(visible)))
+            }
             KilnOp::Source(SourceOp::Http {
                 url,
                 checksum,

@@ -104,5 +104,5 @@ pub use local::{
     Checksum, Context, DEFAULT_DOCKERFILE, Digested, Dockerfile, DockerfileSpec, Entry, EntryKind,
     FileSum, Selection, SourceOptions, find_ignore_file,
 };
-pub use open::Opener;
+pub use open::{GitTree, Opener};
 pub use remote::{GitSource, Progress, ProgressFn, Source};

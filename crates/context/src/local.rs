@@ -404,6 +404,13 @@ impl Context {
         Ok(ctx)
     }
 
+    /// A directory of files only: no Dockerfile, no ignore rules.
+    pub(crate) fn files_only(dir: &Path) -> Result<Context> {
+        let mut ctx = Context::from_root(dir, DockerfileSpec::Text(Vec::new()), None)?;
+        ctx.set_ignore(Matcher::empty());
+        Ok(ctx)
+    }
+
     fn load_default_ignore(&mut self) -> Result<()> {
         match find_ignore_file(&self.root, self.dockerfile.path.as_deref()) {
             Some(path) => self.set_ignore_file(&path),

@@ -9,7 +9,7 @@ use crate::archive;
 use crate::cache::CacheLock;
 use crate::error::{ContextError, Result};
 use crate::local::{Context, DockerfileSpec};
-use crate::remote::{Fetched, Fetcher, Progress, Source, subdir};
+use crate::remote::{Fetched, Fetcher, GitSource, Progress, Source, subdir};
 
 /// Opens build contexts of every kind — a directory, `-` (stdin), a git
 /// URL, a tarball URL — the way `docker build` reads its arguments.
@@ -28,6 +28,17 @@ impl std::fmt::Debug for Opener {
             .field("dockerfile", &self.dockerfile)
             .finish_non_exhaustive()
     }
+}
+
+/// A git repository's files in the cache (see [`Opener::git_tree`]).
+#[derive(Debug, Clone)]
+pub struct GitTree {
+    /// The files: the checkout's root, or its sub-directory.
+    pub context: Context,
+    /// What was checked out: the commit id (or the short commit it was
+    /// asked for by), with `.keep-git` when `.git` was kept. It changes
+    /// whenever the files can.
+    pub revision: String,
 }
 
 impl Opener {
@@ -119,6 +130,28 @@ impl Opener {
         // kept by the context: a prune waits until the build is done.
         let lock = Arc::new(CacheLock::take(&self.fetcher.cache_dir, false)?);
         Ok(self.open_cached(source, stdin)?.hold_cache(lock))
+    }
+
+    /// Fetch a git repository's files into the cache, for `ADD GIT-URL`:
+    /// the repository root or its `#REF:SUBDIR`, with no Dockerfile and no
+    /// `.dockerignore` (BuildKit's git source applies none). `.git` is kept
+    /// only with [`Opener::keep_git_dir`]. The cache stays held while the
+    /// tree's context lives.
+    pub fn git_tree(&self, src: &GitSource) -> Result<GitTree> {
+        let lock = Arc::new(CacheLock::take(&self.fetcher.cache_dir, false)?);
+        let checkout = self.fetcher.git(src)?;
+        let revision = checkout
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let root = match &src.subdir {
+            Some(s) => subdir(&checkout, s, &src.to_string())?,
+            None => checkout,
+        };
+        Ok(GitTree {
+            context: Context::files_only(&root)?.hold_cache(lock),
+            revision,
+        })
     }
 
     fn open_cached(&self, source: &Source, stdin: impl Read) -> Result<Context> {

@@ -752,3 +752,101 @@ fn a_download_draws_a_bar_on_a_terminal_needs_script() {
         1
     );
 }
+
+/// `ADD GIT-URL DEST` like BuildKit: the tree at the ref (or its
+/// sub-directory) copied into DEST, no `.dockerignore` of the repository
+/// applied, `.git` only with `--keep-git-dir`; cached by commit, so a moved
+/// branch re-runs exactly the ADD that reads it.
+#[test]
+fn add_of_a_git_url_copies_the_tree_and_is_cached_by_commit() {
+    let server = GitDaemon::start();
+    let work = app_repo(&server);
+    let root = TempRoot::new();
+    let url = server.url("app.git");
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM scratch\n\
+             ADD {url}#v1:docker/app /sub/\n\
+             ADD --keep-git-dir {url} /full\n\
+             ADD --chmod=700 {url}#main /mode/\n"
+        ),
+    )
+    .unwrap();
+    let ctx_arg = ctx.path().to_str().unwrap();
+    let (dir, _) = build_local(root.path(), &[ctx_arg]);
+    assert_eq!(read(dir.path(), "sub/file.txt"), "v1\n");
+    // The repository's .dockerignore is not the build's.
+    assert_eq!(read(dir.path(), "sub/debug.log"), "noise\n");
+    assert!(!dir.path().join("sub/README").exists());
+    assert!(!dir.path().join("sub/.git").exists());
+    assert_eq!(read(dir.path(), "full/docker/app/file.txt"), "v2\n");
+    assert!(dir.path().join("full/.git").is_dir(), "--keep-git-dir");
+    assert!(!dir.path().join("mode/.git").exists());
+    let mode = std::fs::metadata(dir.path().join("mode/README")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o700
+    );
+
+    // Nothing moved: every step is cached.
+    let (_, stderr) = build_local(root.path(), &[ctx_arg]);
+    assert!(stderr.contains("(0 steps run"), "{stderr}");
+
+    // main moves: the two ADDs of main run again, the tag's stays cached.
+    write_files(&work, &[("docker/app/file.txt", "v3\n")]);
+    git(&work, &["commit", "-q", "-am", "three"]);
+    git(&work, &["push", "-q", "origin", "HEAD:main"]);
+    let (dir, stderr) = build_local(root.path(), &[ctx_arg]);
+    // (The internal git sources count as steps run.)
+    assert!(stderr.contains("(4 steps run, 1 cached)"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let add_v1 = lines.iter().position(|l| l.contains("[1/3] ADD")).unwrap();
+    assert!(lines[add_v1 + 1].ends_with("CACHED"), "{stderr}");
+    assert_eq!(read(dir.path(), "sub/file.txt"), "v1\n");
+    assert_eq!(read(dir.path(), "full/docker/app/file.txt"), "v3\n");
+    assert_eq!(read(dir.path(), "mode/docker/app/file.txt"), "v3\n");
+    assert_no_leftovers(root.path());
+
+    // --checksum of a git source is the commit the ref must be at.
+    let v1 = git(&work, &["rev-parse", "v1^{commit}"]).trim().to_owned();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM scratch\nADD --checksum={} {url}#v1 /v1/\n", &v1[..12]),
+    )
+    .unwrap();
+    let (dir, _) = build_local(root.path(), &[ctx_arg]);
+    assert_eq!(read(dir.path(), "v1/docker/app/file.txt"), "v1\n");
+
+    // COPY takes no git source; --keep-git-dir needs one; a missing ref, a
+    // commit that is not the checksum are errors at their line.
+    for (dockerfile, want) in [
+        (
+            format!("FROM scratch\nADD --checksum=0123456789abc {url}#v1 /x\n"),
+            "checksum mismatch: expected commit 0123456789abc",
+        ),
+        (
+            format!("FROM scratch\nADD --checksum=sha256:00 {url} /x\n"),
+            "expected a commit id",
+        ),
+        (
+            format!("FROM scratch\nCOPY {url} /x\n"),
+            "source can't be a git ref for COPY",
+        ),
+        (
+            "FROM scratch\nADD --keep-git-dir a /x\n".to_owned(),
+            "applies to git sources only",
+        ),
+        (
+            format!("FROM scratch\nADD {url}#no-such-ref /x\n"),
+            "unknown ref `no-such-ref`",
+        ),
+    ] {
+        std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+        let (o, _, stderr) = build(root.path(), &[ctx_arg]);
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(want), "want {want:?}:\n{stderr}");
+        assert!(stderr.contains("Dockerfile:2"), "{stderr}");
+    }
+}

@@ -185,6 +185,9 @@ pub enum SourceOp {
         subdir: Option<String>,
         /// Keep the `.git` directory.
         keep_git_dir: bool,
+        /// The commit (or a prefix of it) the reference must resolve to
+        /// (`ADD --checksum`).
+        checksum: Option<String>,
     },
     /// One file downloaded over http(s). The content key is the download's
     /// digest.
@@ -225,12 +228,14 @@ impl CacheKey for SourceOp {
                 reference,
                 subdir,
                 keep_git_dir,
+                checksum,
             } => {
                 enc.tag("source.git", 1);
                 enc.str("url", url);
                 enc.opt_str("reference", reference.as_deref());
                 enc.opt_str("subdir", subdir.as_deref());
                 enc.bool("keep_git_dir", *keep_git_dir);
+                enc.opt_str("checksum", checksum.as_deref());
             }
             SourceOp::Http {
                 url,
