@@ -140,9 +140,7 @@ pub fn main(spec_path: &Path) -> i32 {
     if outcome == Outcome::Cancelled {
         // kiln is gone: nobody else will remove the run directory. (Its
         // mounts went with the container's mount namespace.)
-        for dir in &spec.disk_dirs {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        remove_disk_dirs(&spec);
         if let Some(dir) = &spec.run_dir {
             let _ = std::fs::remove_dir_all(dir);
             // The runs dir goes with its last run.
@@ -155,7 +153,23 @@ pub fn main(spec_path: &Path) -> i32 {
     if outcome.write(&spec.result).is_err() {
         return EXIT_RUNTIME_FAILURE;
     }
+    if spec.trash.is_some() {
+        remove_disk_dirs(&spec);
+    }
     outcome.exit_code()
+}
+
+/// Remove the run's disk dirs: through a detached reaper when the spec
+/// names a trash dir (nothing waits for the removal), else here.
+fn remove_disk_dirs(spec: &ContainerSpec) {
+    match &spec.trash {
+        Some(trash) => crate::trash::hand_off(trash, &spec.disk_dirs),
+        None => {
+            for dir in &spec.disk_dirs {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
 }
 
 /// clone(2) without a new stack: like fork, with namespace flags. Safe only

@@ -58,6 +58,7 @@ pub mod rootfs;
 pub mod spec;
 mod step;
 pub mod sys;
+pub mod trash;
 pub mod upper;
 pub mod user;
 
@@ -68,13 +69,19 @@ pub use spec::{Mount, MountKind, Network};
 pub use step::{STEP_HOSTNAME, StepConfig, StepMount, StepResult};
 
 /// If this process was started as the runtime helper (`argv[1]` is
-/// [`HELPER_ARG`]), run the container and return the exit status; else
+/// [`HELPER_ARG`]), run the container and return the exit status; as a
+/// trash reaper ([`trash::REAPER_ARG`]), sweep the trash and return 0; else
 /// `None`. Call first thing in `main`, before any thread starts.
 pub fn dispatch_helper() -> Option<i32> {
     let mut args = std::env::args_os().skip(1);
-    if args.next()? != HELPER_ARG {
-        return None;
+    let verb = args.next()?;
+    if verb == HELPER_ARG {
+        let spec = args.next()?;
+        Some(helper::main(std::path::Path::new(&spec)))
+    } else if verb == trash::REAPER_ARG {
+        let dir = args.next()?;
+        Some(trash::main(std::path::Path::new(&dir)))
+    } else {
+        None
     }
-    let spec = args.next()?;
-    Some(helper::main(std::path::Path::new(&spec)))
 }

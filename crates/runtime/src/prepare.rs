@@ -39,6 +39,7 @@ use crate::error::{Result, RuntimeError};
 use crate::helper::{HELPER_ARG, Outcome};
 use crate::rootfs::RUNTIME_MOUNT_POINTS;
 use crate::spec::{self, ContainerSpec, Mount, MountKind, Network, Process, Rootfs};
+use crate::trash::pid_alive;
 
 /// A secret the process can read as a file (BuildKit's `--mount=type=secret`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +92,13 @@ pub struct ContainerConfig {
     /// generated one (BuildKit's RUN steps mount only `/etc/hosts` and
     /// `/etc/resolv.conf`; a step may delete or replace `/etc/hostname`).
     pub keep_hostname_file: bool,
+    /// Have the helper hand the run's disk dirs (upper, work, anonymous
+    /// volumes) to a detached reaper once the container is gone, instead of
+    /// leaving their removal to the caller (see [`crate::trash`]): for
+    /// `kiln run`, which should exit as soon as the container is gone, not
+    /// once a slow disk has freed its directories. A RUN step keeps its
+    /// upper dir, so it leaves this off.
+    pub reap_detached: bool,
 }
 
 /// Where the runtime keeps its run directories (`<store root>/runtime`).
@@ -110,7 +118,8 @@ pub struct Runtime {
 /// later run can meet them); the thread starts with the first removal and
 /// is joined when the last clone of the [`Runtime`] goes, so a process that
 /// ends normally leaves nothing behind. A killed one's trash is removed by
-/// the next [`Runtime::open`].
+/// a detached reaper that the next [`Runtime::open`] starts (see
+/// [`crate::trash`]).
 #[derive(Debug)]
 struct Reaper {
     trash: PathBuf,
@@ -305,14 +314,10 @@ impl Runtime {
                 }
             }
         }
-        // What the reaper of a process that is gone left in the trash.
-        if let Ok(entries) = std::fs::read_dir(self.state.join("trash")) {
-            for entry in entries.flatten() {
-                if !pid_alive(&entry.file_name().to_string_lossy()) {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                    removed += 1;
-                }
-            }
+        // What reapers that were killed left in the trash: a detached
+        // reaper removes it (no caller waits for that).
+        if crate::trash::spawn_if_orphans(&self.reaper.trash, &self.helper) {
+            removed += 1;
         }
         // Upper, work and volume dirs whose run dir is gone (a reboot
         // emptied the tmpfs, or kiln died between making the two), unless
@@ -525,6 +530,7 @@ impl Runtime {
             lifeline_fd: Some(read.as_raw_fd()),
             run_dir: Some(dir.clone()),
             disk_dirs: prepared.disk_dirs.clone(),
+            trash: config.reap_detached.then(|| self.reaper.trash.clone()),
         };
         spec.write(&dir.join("spec.json"))?;
         prepared.lifeline = Some(write);
@@ -632,14 +638,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// Whether the process whose id starts `name` (`PID-…`) is alive.
-fn pid_alive(name: &str) -> bool {
-    let pid = name.split('-').next().unwrap_or_default();
-    !pid.is_empty()
-        && pid.bytes().all(|b| b.is_ascii_digit())
-        && Path::new("/proc").join(pid).exists()
 }
 
 /// Whether the process that made the run directory `dir` is alive.

@@ -550,6 +550,7 @@ mod tests {
             lifeline_fd: None,
             run_dir: None,
             disk_dirs: Vec::new(),
+            trash: None,
         }
     }
 

@@ -145,6 +145,12 @@ pub struct ContainerSpec {
     /// removed with the run directory.
     #[serde(default)]
     pub disk_dirs: Vec<PathBuf>,
+    /// When set, the helper does not leave [`ContainerSpec::disk_dirs`] to
+    /// kiln: once the container is gone it hands them to a detached reaper
+    /// through this trash dir (see [`crate::trash`]), so that nobody waits
+    /// for the file system to free them.
+    #[serde(default)]
+    pub trash: Option<PathBuf>,
 }
 
 impl ContainerSpec {

@@ -488,6 +488,10 @@ fn container_config(
         capabilities,
         privileged: args.privileged,
         keep_hostname_file: false,
+        // kiln exits once the container is gone; its disk dirs are removed
+        // by a detached reaper (on a disk that discards freed blocks
+        // synchronously, that takes longer than the whole run).
+        reap_detached: true,
     })
 }
 

@@ -125,9 +125,15 @@ impl Fixture {
             .collect()
     }
 
-    /// Nothing of a finished run may be left: no run dir, no record, no mount.
+    /// Nothing of a finished run may be left: no run dir, no record, no
+    /// mount; and the trash, where runs' disk dirs wait for the detached
+    /// reaper, is emptied soon.
     fn assert_clean(&self) {
         assert!(self.runs_left().is_empty(), "{:?}", self.runs_left());
+        let trash = self.root.path().join("runtime/trash");
+        wait_until("the trash to be reaped", || {
+            std::fs::read_dir(&trash).map_or(true, |mut d| d.next().is_none())
+        });
         assert!(
             self.containers_left().is_empty(),
             "{:?}",

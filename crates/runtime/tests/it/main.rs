@@ -6,3 +6,4 @@
 
 mod step;
 mod support;
+mod trash;

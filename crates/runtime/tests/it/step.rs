@@ -8,7 +8,7 @@ use kiln_runtime::{Network, Outcome, Secret, StepConfig, StepMount};
 
 use crate::support::{
     KillOnDrop, busybox_rootfs, names, pids_with_cmdline, require_root, run_leftovers, runtime, sh,
-    tree,
+    tree, wait_until,
 };
 
 fn rt() -> tokio::runtime::Runtime {
@@ -412,9 +412,10 @@ fn stale_runs_of_a_killed_kiln_are_cleaned_at_start_needs_root() {
             gone.push(dir);
         }
     }
+    // trash a killed reaper left: a detached reaper started by `open`
+    // removes it (nothing waits for that)
     let dead_trash = state.path().join("trash/999999999-3");
-    std::fs::create_dir_all(dead_trash.join("work")).unwrap();
-    gone.push(dead_trash);
+    std::fs::create_dir_all(dead_trash.join("work/work/incompat/volatile")).unwrap();
     let live_upper = state
         .path()
         .join(format!("upper/{}-99-0", std::process::id()));
@@ -424,6 +425,7 @@ fn stale_runs_of_a_killed_kiln_are_cleaned_at_start_needs_root() {
         assert!(!dir.exists(), "{dir:?} left behind");
     }
     assert!(live_upper.is_dir(), "a live run's upper dir stays");
+    wait_until("the orphaned trash to be reaped", || !dead_trash.exists());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     if mounts.contains(&stale.display().to_string()) {
         let _ = nix::mount::umount2(&stale.join("merged"), nix::mount::MntFlags::MNT_DETACH);

@@ -1,0 +1,273 @@
+//! The trash (`<state>/trash`): disk dirs of finished runs waiting to be
+//! removed, and the detached reaper process that removes them.
+//!
+//! On a disk that discards freed blocks synchronously (ext4 mounted
+//! `discard`), removing a run's five directories (upper, work and the
+//! overlay's work/work, incompat, volatile) takes longer than the run
+//! itself. Nothing needs to wait for it: a rename into the trash frees no
+//! block, and once renamed no run can meet the directories again.
+//!
+//! Every entry is named `<pid>-<n>` after the process that removes it: a
+//! RUN step's entries after the build process (its reaper thread, see
+//! [`crate::prepare`]), a `kiln run` container's after the detached reaper
+//! its helper forks once the container is gone ([`hand_off`]). An entry
+//! whose process is gone is an orphan (that process was killed): any reaper
+//! sweeps orphans, and [`crate::Runtime::open`] starts one
+//! ([`spawn_if_orphans`], `kiln __reap TRASH`) when it finds orphans and no
+//! reaper is at work. So the trash holds only what live processes are
+//! removing, plus what killed ones left until the next kiln starts.
+//!
+//! Reapers take an exclusive `flock` on `<state>/trash.lock` while they
+//! sweep, so two never remove the same tree at once; one that gives up
+//! because another holds the lock is covered by the holder, which looks
+//! again after releasing it.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+use nix::unistd::ForkResult;
+
+/// The hidden first argument that turns `kiln` into a trash reaper
+/// (`kiln __reap TRASH-DIR`).
+pub const REAPER_ARG: &str = "__reap";
+
+/// The lock reapers hold while they sweep (`<state>/trash.lock`).
+fn lock_path(trash: &Path) -> PathBuf {
+    trash.with_extension("lock")
+}
+
+fn open_lock(trash: &Path) -> Option<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path(trash))
+        .ok()
+}
+
+fn flock(file: &File, op: libc::c_int) -> bool {
+    // SAFETY: flock on a descriptor we own.
+    unsafe { libc::flock(file.as_raw_fd(), op) == 0 }
+}
+
+/// Whether the process whose id starts `name` (`PID-…`) is alive.
+pub(crate) fn pid_alive(name: &str) -> bool {
+    let pid = name.split('-').next().unwrap_or_default();
+    !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && Path::new("/proc").join(pid).exists()
+}
+
+/// The trash entries whose process is gone.
+pub fn orphans(trash: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(trash) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| !pid_alive(&e.file_name().to_string_lossy()))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Remove `own` (entries this process was handed) and every orphan, under
+/// the trash lock (waiting for it). Then, with the lock released, look
+/// again: orphans that appeared meanwhile are swept too, unless another
+/// reaper holds the lock by then (and will look again itself).
+pub fn reap(trash: &Path, own: &[PathBuf]) {
+    let Some(lock) = open_lock(trash) else {
+        // No lock file (the state dir is gone or read-only): our own
+        // entries still go.
+        for dir in own {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        return;
+    };
+    let mut locked = flock(&lock, libc::LOCK_EX);
+    for dir in own {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    while locked {
+        loop {
+            let found = orphans(trash);
+            if found.is_empty() {
+                break;
+            }
+            for dir in found {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        flock(&lock, libc::LOCK_UN);
+        locked = !orphans(trash).is_empty() && flock(&lock, libc::LOCK_EX | libc::LOCK_NB);
+    }
+}
+
+/// The reaper's entry point (`kiln __reap TRASH`): detach from the
+/// caller's session, sweep the orphans, exit 0.
+pub fn main(trash: &Path) -> i32 {
+    let _ = nix::unistd::setsid();
+    reap(trash, &[]);
+    0
+}
+
+/// Start a detached reaper (`helper __reap TRASH`) when the trash holds
+/// orphans and no reaper holds the lock. Returns whether one was started.
+/// The child is waited for on a thread, so a long-lived caller keeps no
+/// zombie.
+pub(crate) fn spawn_if_orphans(trash: &Path, helper: &Path) -> bool {
+    if orphans(trash).is_empty() {
+        return false;
+    }
+    let Some(lock) = open_lock(trash) else {
+        return false;
+    };
+    if !flock(&lock, libc::LOCK_EX | libc::LOCK_NB) {
+        return false; // a reaper is at work and looks again when done
+    }
+    drop(lock);
+    let child = Command::new(helper)
+        .arg(REAPER_ARG)
+        .arg(trash)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match child {
+        Ok(mut child) => {
+            let _ = std::thread::Builder::new()
+                .name("kiln-reaper-wait".into())
+                .spawn(move || child.wait());
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Hand the directories `dirs` to a detached reaper process and return at
+/// once: fork a child, rename the directories into the trash under the
+/// child's pid, and let the child remove them after this process is gone.
+/// Directories that cannot be moved are removed here, before returning.
+///
+/// Only for the single-threaded runtime helper at its very end: it first
+/// closes every descriptor it holds (its stdio becomes `/dev/null`), so the
+/// reaper keeps nothing of kiln's open — no pipe a caller waits on for EOF,
+/// no lock that marks the container as running.
+pub(crate) fn hand_off(trash: &Path, dirs: &[PathBuf]) {
+    let dirs: Vec<&PathBuf> = dirs
+        .iter()
+        .filter(|d| std::fs::symlink_metadata(d).is_ok())
+        .collect();
+    if dirs.is_empty() {
+        return;
+    }
+    let remove_here = |dirs: &[&PathBuf]| {
+        for dir in dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    };
+    if std::fs::create_dir_all(trash).is_err() {
+        return remove_here(&dirs);
+    }
+    detach_descriptors();
+    let Ok((ready_r, ready_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+        return remove_here(&dirs);
+    };
+    // SAFETY: the helper is single-threaded: the child may allocate and
+    // use the file system like any process.
+    match unsafe { nix::unistd::fork() } {
+        Err(_) => remove_here(&dirs),
+        Ok(ForkResult::Child) => {
+            drop(ready_w);
+            // EOF once the parent has moved the directories (or died).
+            let mut buf = [0u8; 1];
+            while matches!(
+                nix::unistd::read(&ready_r, &mut buf),
+                Err(nix::errno::Errno::EINTR)
+            ) {}
+            drop(ready_r);
+            let _ = nix::unistd::setsid();
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+            let me = std::process::id();
+            let own: Vec<PathBuf> = (0..dirs.len())
+                .map(|i| trash.join(format!("{me}-{i}")))
+                .collect();
+            reap(trash, &own);
+            // SAFETY: leave without running the helper's destructors.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(ready_r);
+            for (i, dir) in dirs.iter().enumerate() {
+                if std::fs::rename(dir, trash.join(format!("{child}-{i}"))).is_err() {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+            drop(ready_w);
+        }
+    }
+}
+
+/// Point stdin, stdout and stderr at `/dev/null` and close every other
+/// descriptor.
+fn detach_descriptors() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    // SAFETY: closes descriptors 3 and up; the helper holds no Rust object
+    // that owns one by now (its caller has dropped them).
+    unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reaper_removes_its_own_entries_and_orphans_but_not_live_ones() {
+        let state = tempfile::tempdir().unwrap();
+        let trash = state.path().join("trash");
+        let me = std::process::id();
+        let own = trash.join("424242424-0");
+        let orphan = trash.join("999999999-1");
+        let live = trash.join(format!("{me}-7"));
+        for d in [&own, &orphan, &live] {
+            std::fs::create_dir_all(d.join("work/incompat/volatile")).unwrap();
+        }
+        assert_eq!(
+            orphans(&trash).len(),
+            2,
+            "own is an orphan too (no such pid)"
+        );
+        reap(&trash, std::slice::from_ref(&own));
+        assert!(!own.exists());
+        assert!(!orphan.exists());
+        assert!(live.is_dir(), "a live process removes its own");
+        assert!(orphans(&trash).is_empty());
+    }
+
+    #[test]
+    fn no_reaper_starts_while_another_holds_the_lock() {
+        let state = tempfile::tempdir().unwrap();
+        let trash = state.path().join("trash");
+        assert!(
+            !spawn_if_orphans(&trash, Path::new("/bin/true")),
+            "no trash"
+        );
+        std::fs::create_dir_all(trash.join("999999999-0")).unwrap();
+        let lock = open_lock(&trash).unwrap();
+        assert!(flock(&lock, libc::LOCK_EX));
+        assert!(!spawn_if_orphans(&trash, Path::new("/bin/true")));
+        drop(lock);
+        assert!(spawn_if_orphans(&trash, Path::new("/bin/true")));
+    }
+}
