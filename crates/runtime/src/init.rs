@@ -203,32 +203,31 @@ fn find_program(name: &str, path: &str) -> Result<PathBuf, Failure> {
 fn reset_signals() {
     // The kernel's `struct sigaction` (not libc's): the C library refuses
     // the signals it reserves for itself (32, 33), which may be ignored too.
-    #[repr(C)]
-    struct KernelSigaction {
-        handler: usize,
-        flags: u64,
-        restorer: usize,
-        mask: u64,
-    }
-    let default = KernelSigaction {
-        handler: 0, // SIG_DFL
-        flags: 0,
-        restorer: 0,
-        mask: 0,
+    // All zeros is SIG_DFL with no flags and an empty mask whatever the
+    // architecture's field order (MIPS puts the flags first); 64 bytes is
+    // more than any architecture's kernel struct, of which it reads only
+    // its own size. The signal set is 64 bits, 128 on MIPS.
+    const SIGNALS: libc::c_int = if cfg!(any(target_arch = "mips", target_arch = "mips64")) {
+        128
+    } else {
+        64
     };
-    for sig in 1..=64 {
+    const SIGSET_BYTES: usize = SIGNALS as usize / 8;
+    let default = [0u64; 8];
+    for sig in 1..=SIGNALS {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: rt_sigaction reads `default` (kernel layout, 8-byte mask)
-        // and installs no handler; done between fork and exec.
+        // SAFETY: rt_sigaction reads a zeroed kernel sigaction (SIG_DFL)
+        // from `default`, which is larger than it, and installs no
+        // handler; done between fork and exec.
         unsafe {
             libc::syscall(
                 libc::SYS_rt_sigaction,
                 sig,
-                &raw const default,
-                std::ptr::null_mut::<KernelSigaction>(),
-                8usize,
+                default.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                SIGSET_BYTES,
             );
         }
     }
