@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::os::unix::fs::FileTypeExt as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -527,10 +528,52 @@ impl Writer {
             self.stats.bytes += bytes;
             return finish_meta(&disk, entry, opts);
         }
-        Err(FileOpError::Unsupported {
-            path: Path::new("/").join(src_rel),
-            what: "copying device files, fifos and sockets",
-        })
+        // Device nodes and fifos are made anew, like BuildKit's copy does
+        // (never opened: a fifo would block, a device could act). A socket
+        // is skipped: a layer cannot carry one.
+        let kind = if ft.is_char_device() {
+            rustix::fs::FileType::CharacterDevice
+        } else if ft.is_block_device() {
+            rustix::fs::FileType::BlockDevice
+        } else if ft.is_fifo() {
+            rustix::fs::FileType::Fifo
+        } else {
+            return Ok(());
+        };
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &disk,
+            kind,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            entry.meta.rdev(),
+        )
+        .map_err(|e| FileOpError::io("mknod", &disk, &e.into()))?;
+        let owner = opts.owner.unwrap_or(Owner {
+            uid: entry.meta.uid(),
+            gid: entry.meta.gid(),
+        });
+        let mode = entry.meta.mode() & 0o7777;
+        let mode = opts.chmod.map_or(mode, |c| c.apply(mode, false));
+        std::os::unix::fs::lchown(&disk, Some(owner.uid), Some(owner.gid))
+            .map_err(|e| FileOpError::io("chown", &disk, &e))?;
+        fs_err::set_permissions(&disk, std::fs::Permissions::from_mode(mode))
+            .map_err(FileOpError::Io)?;
+        let mtime = rustix::fs::Timespec {
+            tv_sec: entry.meta.mtime(),
+            tv_nsec: entry.meta.mtime_nsec(),
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            &disk,
+            &rustix::fs::Timestamps {
+                last_access: mtime,
+                last_modification: mtime,
+            },
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| FileOpError::io("set mtime", &disk, &e.into()))?;
+        self.stats.files += 1;
+        Ok(())
     }
 }
 

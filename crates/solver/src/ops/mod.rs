@@ -85,14 +85,6 @@ pub enum FileOpError {
         /// The input index.
         input: usize,
     },
-    /// Something kiln does not implement yet; never silently skipped.
-    #[error("{}: {what} is not supported yet", path.display())]
-    Unsupported {
-        /// The path it was found at.
-        path: PathBuf,
-        /// What.
-        what: &'static str,
-    },
     /// An I/O error (the message names the path on disk).
     #[error(transparent)]
     Io(std::io::Error),

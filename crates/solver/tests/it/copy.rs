@@ -377,3 +377,71 @@ fn whiteouts_hide_lower_files_needs_root() {
         .collect();
     assert_eq!(names, ["b"]);
 }
+
+#[test]
+fn device_nodes_and_fifos_are_made_anew_and_sockets_skipped_needs_root() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let fx = Fx::new();
+    std::fs::create_dir_all(fx.root.join("ctx/dev")).unwrap();
+    let mk = |rel: &str, kind, dev| {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            fx.root.join("ctx/dev").join(rel),
+            kind,
+            rustix::fs::Mode::from_raw_mode(0o640),
+            dev,
+        )
+        .unwrap();
+    };
+    mk(
+        "null",
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::makedev(1, 3),
+    );
+    mk(
+        "loop9",
+        rustix::fs::FileType::BlockDevice,
+        rustix::fs::makedev(7, 9),
+    );
+    mk("pipe", rustix::fs::FileType::Fifo, 0);
+    let _sock = std::os::unix::net::UnixListener::bind(fx.root.join("ctx/dev/sock")).unwrap();
+    std::os::unix::fs::lchown(fx.root.join("ctx/dev/pipe"), Some(7), Some(8)).unwrap();
+    let old = rustix::fs::Timespec {
+        tv_sec: 1_000_000_000,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        fx.root.join("ctx/dev/pipe"),
+        &rustix::fs::Timestamps {
+            last_access: old,
+            last_modification: old,
+        },
+        rustix::fs::AtFlags::empty(),
+    )
+    .unwrap();
+    // Through a layer source (owners kept), as `COPY --from=stage`.
+    let layer = Source {
+        view: View::dir(fx.root.join("ctx")),
+        default_owner: None,
+    };
+    let base = View::dir(fx.root.join("base"));
+    // A fifo copied by opening it would block this test forever.
+    apply_actions(
+        &[FileAction::Copy(copy(&["dev"], "/dev/"))],
+        &base,
+        &[layer],
+        &fx.root.join("out"),
+    )
+    .unwrap();
+    assert_eq!(fx.out_tree(), ["dev/", "dev/loop9", "dev/null", "dev/pipe"]);
+    let meta = |rel: &str| std::fs::symlink_metadata(fx.out(rel)).unwrap();
+    assert!(meta("dev/null").file_type().is_char_device());
+    assert_eq!(meta("dev/null").rdev(), rustix::fs::makedev(1, 3));
+    assert!(meta("dev/loop9").file_type().is_block_device());
+    assert_eq!(meta("dev/loop9").rdev(), rustix::fs::makedev(7, 9));
+    assert!(meta("dev/pipe").file_type().is_fifo());
+    assert_eq!(meta("dev/pipe").mode() & 0o7777, 0o640);
+    assert_eq!((meta("dev/pipe").uid(), meta("dev/pipe").gid()), (7, 8));
+    assert_eq!(meta("dev/pipe").mtime(), 1_000_000_000);
+}
