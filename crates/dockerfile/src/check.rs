@@ -227,7 +227,7 @@ const AUTOMATIC: &[&str] = &[
 
 impl Checker<'_> {
     fn node(&self, span: Span) -> Option<&Node> {
-        self.df.tree.instructions.iter().find(|n| n.span == span)
+        self.df.tree.instruction_at(span)
     }
 
     fn at(&self, span: Span, needle: Option<&str>) -> Location {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use pest::Parser as _;
 
 use crate::error::{Error, Location};
-use crate::grammar::{DockerfileGrammar, Rule};
+use crate::grammar::{self, DockerfileGrammar, Rule};
 use crate::shell::Lexer;
 use crate::syntax::{Heredoc, Node, Span, SyntaxTree, parse_words};
 
@@ -437,36 +437,28 @@ pub struct PortSpec {
 
 /// Parse an (expanded) EXPOSE item: `80`, `80/udp`, `8000-8010/tcp`.
 pub fn parse_port(text: &str) -> Result<PortSpec, String> {
-    let pairs = DockerfileGrammar::parse(Rule::port_spec, text)
-        .map_err(|_| format!("invalid port `{text}`; expected PORT[-PORT][/PROTOCOL]"))?;
-    let mut numbers = Vec::new();
-    let mut proto = "tcp";
-    for p in pairs.flatten() {
-        match p.as_rule() {
-            Rule::port_number => {
-                let n: u16 = p
-                    .as_str()
-                    .parse()
-                    .map_err(|_| format!("invalid port `{}`: must be 0-65535", p.as_str()))?;
-                numbers.push(n);
+    // Rule `port_spec`.
+    let tokens = grammar::port_spec(text)
+        .ok_or_else(|| format!("invalid port `{text}`; expected PORT[-PORT][/PROTOCOL]"))?;
+    let number = |p: &str| -> Result<u16, String> {
+        p.parse()
+            .map_err(|_| format!("invalid port `{p}`: must be 0-65535"))
+    };
+    let start = number(tokens.low)?;
+    let end = tokens.high.map(number).transpose()?.unwrap_or(start);
+    let proto = match tokens.proto {
+        None => "tcp",
+        Some(p) => match p.to_ascii_lowercase().as_str() {
+            "tcp" => "tcp",
+            "udp" => "udp",
+            "sctp" => "sctp",
+            other => {
+                return Err(format!(
+                    "invalid protocol `{other}`; expected tcp, udp or sctp"
+                ));
             }
-            Rule::port_proto => {
-                proto = match p.as_str().to_ascii_lowercase().as_str() {
-                    "tcp" => "tcp",
-                    "udp" => "udp",
-                    "sctp" => "sctp",
-                    other => {
-                        return Err(format!(
-                            "invalid protocol `{other}`; expected tcp, udp or sctp"
-                        ));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let start = numbers.first().copied().unwrap_or(0);
-    let end = numbers.get(1).copied().unwrap_or(start);
+        },
+    };
     if end < start {
         return Err(format!("invalid port range `{text}`: end before start"));
     }
@@ -479,30 +471,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Ok(Duration::ZERO);
     }
     let bad = || format!("invalid duration `{text}`; use e.g. 30s, 1m30s, 500ms");
-    let pairs = DockerfileGrammar::parse(Rule::duration, text).map_err(|_| bad())?;
+    // Rule `duration`.
+    let parts = grammar::duration(text).ok_or_else(bad)?;
     let mut total = 0f64;
-    let mut number = 0f64;
-    for p in pairs.flatten() {
-        match p.as_rule() {
-            Rule::duration_number => {
-                if p.as_str().is_empty() || p.as_str() == "." {
-                    return Err(bad());
-                }
-                number = p.as_str().parse().map_err(|_| bad())?;
-            }
-            Rule::duration_unit => {
-                let nanos = match p.as_str() {
-                    "ns" => 1.0,
-                    "us" | "µs" | "μs" => 1e3,
-                    "ms" => 1e6,
-                    "s" => 1e9,
-                    "m" => 60e9,
-                    _ => 3600e9,
-                };
-                total += number * nanos;
-            }
-            _ => {}
+    for (number, unit) in parts {
+        if number.is_empty() || number == "." {
+            return Err(bad());
         }
+        let number: f64 = number.parse().map_err(|_| bad())?;
+        let nanos = match unit {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            _ => 3600e9,
+        };
+        total += number * nanos;
     }
     if !total.is_finite() || total > 9.2e18 {
         return Err(bad());
@@ -587,20 +572,10 @@ impl Flags {
         let mut values: Vec<(String, Option<String>, Span)> = Vec::new();
         for raw in &node.flags {
             let span = node.find_span(raw);
-            let (name, value) = match DockerfileGrammar::parse(Rule::flag, raw) {
-                Ok(pairs) => {
-                    let mut name = "";
-                    let mut value = None;
-                    for p in pairs.flatten() {
-                        match p.as_rule() {
-                            Rule::flag_name => name = p.as_str(),
-                            Rule::flag_value => value = Some(p.as_str().to_string()),
-                            _ => {}
-                        }
-                    }
-                    (name.to_string(), value)
-                }
-                Err(_) => (raw.trim_start_matches('-').to_string(), None),
+            // Rule `flag`.
+            let (name, value) = match grammar::flag(raw) {
+                Some((name, value)) => (name.to_string(), value.map(str::to_string)),
+                None => (raw.trim_start_matches('-').to_string(), None),
             };
             let Some((_, kind)) = allowed.iter().find(|(n, _)| *n == name) else {
                 let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
@@ -1701,7 +1676,7 @@ impl Dockerfile {
     }
 
     fn locate_in(&self, meta: &Meta, needle: &str) -> Span {
-        let node = self.tree.instructions.iter().find(|n| n.span == meta.span);
+        let node = self.tree.instruction_at(meta.span);
         node.map_or(meta.span, |n| n.find_span(needle))
     }
 

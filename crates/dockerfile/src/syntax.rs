@@ -18,7 +18,7 @@ use pest::Parser as _;
 use serde::Serialize;
 
 use crate::error::{Error, Location};
-use crate::grammar::{DockerfileGrammar, Rule};
+use crate::grammar::{self, DockerfileGrammar, Rule};
 use crate::shell::{Lexer, is_go_space};
 
 /// A byte range in the source text.
@@ -228,6 +228,16 @@ impl SyntaxTree {
             .iter()
             .find(|d| d.name == name)
             .map(|d| d.value.as_str())
+    }
+
+    /// The instruction whose span is exactly `span`, found by binary search
+    /// (instructions are in source order and do not overlap), so that
+    /// locating many findings in a huge file stays `O(n log n)`.
+    pub fn instruction_at(&self, span: Span) -> Option<&Node> {
+        let i = self
+            .instructions
+            .partition_point(|n| n.span.start < span.start);
+        self.instructions.get(i).filter(|n| n.span == span)
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -467,13 +477,8 @@ fn trim_continuation(line: &str, escape: char) -> Option<&str> {
         .char_indices()
         .next_back()
         .map_or(escape_at, |(i, _)| i);
-    let rule = if escape == '`' {
-        Rule::continuation_bt
-    } else {
-        Rule::continuation_bs
-    };
-    DockerfileGrammar::parse(rule, &line[tail_start..]).ok()?;
-    Some(&line[..escape_at])
+    // Rules `continuation_bs` / `continuation_bt`.
+    grammar::continuation(&line[tail_start..], escape).then_some(&line[..escape_at])
 }
 
 /// Parse a Dockerfile. Lenient like BuildKit's parser: unknown instructions
@@ -753,17 +758,24 @@ struct LineError(String, Option<String>);
 /// `newNodeFromLine`: keyword, flags, and the per-instruction argument parser.
 fn node_from_line(line: &str, escape: char) -> Result<Node, LineError> {
     let trimmed = line.trim_matches(is_go_space);
-    let pairs = DockerfileGrammar::parse(Rule::instruction, trimmed)
-        .map_err(|e| LineError(format!("cannot parse instruction: {e}"), None))?;
-    let mut keyword = "";
-    let mut rest = "";
-    for p in pairs.flatten() {
-        match p.as_rule() {
-            Rule::keyword => keyword = p.as_str(),
-            Rule::rest => rest = p.as_str(),
-            _ => {}
+    // Rule `instruction`; pest itself for a line the rule may reject (its
+    // error message).
+    let (keyword, rest) = match grammar::instruction(trimmed) {
+        Some(head) => head,
+        None => {
+            let pairs = DockerfileGrammar::parse(Rule::instruction, trimmed)
+                .map_err(|e| LineError(format!("cannot parse instruction: {e}"), None))?;
+            let mut head = ("", "");
+            for p in pairs.flatten() {
+                match p.as_rule() {
+                    Rule::keyword => head.0 = p.as_str(),
+                    Rule::rest => head.1 = p.as_str(),
+                    _ => {}
+                }
+            }
+            head
         }
-    }
+    };
     let cmd = keyword.to_lowercase();
     let (args_text, flags) = extract_flags(rest);
     let args_text = args_text.trim_matches(is_go_space);
