@@ -126,6 +126,22 @@ pub(crate) fn continuation(tail: &str, escape: char) -> bool {
     }
 }
 
+/// Rule `words` for text without quotes or the escape character: then a
+/// `word` is a run of `plain` characters, so the words are the runs of
+/// non-whitespace (`uspace`, Unicode's White_Space, is what
+/// `char::is_whitespace` tests). `None` for any other text.
+pub(crate) fn plain_words(text: &str, escape: char) -> Option<Vec<String>> {
+    if text.contains(['"', '\'', escape]) {
+        return None;
+    }
+    Some(
+        text.split(char::is_whitespace)
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
 /// Run `rule` over `text` with pest (the tests' oracle): the matched tokens as `(rule, text)`, or `None`.
 #[cfg(test)]
 fn pest_tokens(rule: Rule, text: &str) -> Option<Vec<(Rule, String)>> {
@@ -209,6 +225,21 @@ mod tests {
                 text.contains('\n') || text.ends_with(HSPACE),
                 "instruction {text:?} handed back"
             ),
+        }
+    }
+
+    fn check_words(text: &str) {
+        for escape in ['\\', '`'] {
+            let Some(fast) = plain_words(text, escape) else {
+                assert!(
+                    text.contains(['"', '\'', escape]),
+                    "words {text:?} handed back"
+                );
+                continue;
+            };
+            let input = format!("{escape}{text}");
+            let oracle = pest_tokens(Rule::words, &input).map(|t| pick(&t, Rule::word));
+            assert_eq!(Some(fast), oracle, "words {text:?} with escape {escape:?}");
         }
     }
 
@@ -297,6 +328,19 @@ mod tests {
         ] {
             check_instruction(text);
         }
+        for text in [
+            "",
+            "a",
+            "  a=1  b=2 ",
+            "A=\"x y\" B",
+            "a\\b c",
+            "a`b c",
+            "x\u{85}y\u{a0}z\u{1680}w\u{2000}v\u{200a}u\u{2028}t\u{202f}s\u{205f}r\u{3000}q",
+            "no\u{180e}break\u{200b}here\u{feff}",
+            "tab\tnl\nvt\u{b}ff\u{c}cr\r",
+        ] {
+            check_words(text);
+        }
         for tail in [
             "a\\", "\\", "\\\\", "a\\  \t", "a\\ x", "ab\\", "é\\", "`", "a`", "``", "a` ", "",
             "a", "\\`", "`\\",
@@ -326,6 +370,11 @@ mod tests {
         #[test]
         fn instruction_matches_its_rule(text in "[a-zA-Z \t\u{b}\u{c}\r\n\u{a0}\u{85}=-]{0,16}") {
             check_instruction(&text);
+        }
+
+        #[test]
+        fn plain_words_match_their_rule(text in "[a-z=$:{}\"'`\\\\ \t\n\r\u{b}\u{c}\u{85}\u{a0}\u{1680}\u{180e}\u{2000}-\u{200b}\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}\u{feff}é]{0,16}") {
+            check_words(&text);
         }
 
         #[test]

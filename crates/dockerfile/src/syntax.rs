@@ -499,7 +499,12 @@ pub fn parse(input: &[u8]) -> Result<SyntaxTree, Error> {
 /// is the last error. Returns the tree of the instructions that parsed and
 /// the errors; [`parse`] returns the first of them.
 pub fn parse_recovering(input: &[u8]) -> (SyntaxTree, Vec<Error>) {
-    let source = String::from_utf8_lossy(input).into_owned();
+    // Validating is much faster than the lossy conversion's scan, and
+    // gives the same text for valid UTF-8.
+    let source = match std::str::from_utf8(input) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(input).into_owned(),
+    };
     parse_str(source, input)
 }
 
@@ -854,7 +859,11 @@ fn extract_flags(line: &str) -> (Cow<'_, str>, Vec<String>) {
     let mut word = String::new();
     let mut quote = 0u8;
     let mut blank_ok = false;
-    let rest_from = |pos: usize| String::from_utf8_lossy(&b[pos..]);
+    // `pos` may be inside a character (0x85 and 0xA0 count as spaces).
+    let rest_from = |pos: usize| match std::str::from_utf8(&b[pos..]) {
+        Ok(rest) => Cow::Borrowed(rest),
+        Err(_) => String::from_utf8_lossy(&b[pos..]),
+    };
     let mut pos = 0;
     while pos <= b.len() {
         let ch = if pos < b.len() { b[pos] } else { 0 };
@@ -1026,6 +1035,9 @@ fn health_config(text: &str) -> Result<(Vec<String>, bool), LineError> {
 /// BuildKit's `parseWords`: words separated by Unicode whitespace, quotes
 /// and escapes kept.
 pub(crate) fn parse_words(text: &str, escape: char) -> Vec<String> {
+    if let Some(words) = grammar::plain_words(text, escape) {
+        return words;
+    }
     let mut input = String::with_capacity(text.len() + 1);
     input.push(escape);
     input.push_str(text);
@@ -1103,6 +1115,11 @@ fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
 
 /// A heredoc opener such as `<<EOF`, `<<-"EOF"`, `3<<'x'`, or `None`.
 pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
+    // Rule `heredoc_opener` needs a `<<`: most words of a line are not
+    // openers, and a failed pest call (its error value) is the dearest kind.
+    if !word.contains("<<") {
+        return Ok(None);
+    }
     let Ok(pairs) = DockerfileGrammar::parse(Rule::heredoc_opener, word) else {
         return Ok(None);
     };
