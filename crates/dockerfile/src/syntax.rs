@@ -767,19 +767,7 @@ fn node_from_line(line: &str, escape: char) -> Result<Node, LineError> {
     // error message).
     let (keyword, rest) = match grammar::instruction(trimmed) {
         Some(head) => head,
-        None => {
-            let pairs = DockerfileGrammar::parse(Rule::instruction, trimmed)
-                .map_err(|e| LineError(format!("cannot parse instruction: {e}"), None))?;
-            let mut head = ("", "");
-            for p in pairs.flatten() {
-                match p.as_rule() {
-                    Rule::keyword => head.0 = p.as_str(),
-                    Rule::rest => head.1 = p.as_str(),
-                    _ => {}
-                }
-            }
-            head
-        }
+        None => instruction_head(trimmed)?,
     };
     let cmd = keyword.to_lowercase();
     let (args_text, flags) = extract_flags(rest);
@@ -836,6 +824,21 @@ fn node_from_line(line: &str, escape: char) -> Result<Node, LineError> {
         span: Span::default(),
         segments: Vec::new(),
     })
+}
+
+/// Rule `instruction` run by pest: the keyword and the rest.
+fn instruction_head(trimmed: &str) -> Result<(&str, &str), LineError> {
+    let pairs = DockerfileGrammar::parse(Rule::instruction, trimmed)
+        .map_err(|e| LineError(format!("cannot parse instruction: {e}"), None))?;
+    let mut head = ("", "");
+    for p in pairs.flatten() {
+        match p.as_rule() {
+            Rule::keyword => head.0 = p.as_str(),
+            Rule::rest => head.1 = p.as_str(),
+            _ => {}
+        }
+    }
+    Ok(head)
 }
 
 /// Go's `unicode.IsSpace(rune(b))` for a single byte.
