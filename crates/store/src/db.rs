@@ -23,7 +23,8 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 
 pub(crate) struct Db {
     db: Database,
-    _lock: fsutil::LockGuard,
+    lock: fsutil::LockGuard,
+    lock_path: std::path::PathBuf,
 }
 
 impl Store {
@@ -34,7 +35,11 @@ impl Store {
         })?;
         let db =
             Database::create(self.root.join("kiln.redb")).map_err(|e| StoreError::db("open", e))?;
-        let this = Db { db, _lock: lock };
+        let this = Db {
+            db,
+            lock,
+            lock_path,
+        };
         // Create every table once so that readers never meet a missing one
         // (checked in a read transaction first: a write commits durably,
         // which costs several fsyncs on every open).
@@ -63,6 +68,12 @@ impl Store {
 }
 
 impl Db {
+    /// Close the database, keeping `db.lock` held.
+    pub(crate) fn close(self) -> fsutil::LockGuard {
+        drop(self.db);
+        self.lock
+    }
+
     /// Run `f` in a write transaction and commit it.
     pub(crate) fn write<T>(
         &self,
@@ -80,6 +91,9 @@ impl Db {
         // per write (a cold build writes once per step).
         txn.set_quick_repair(true);
         let out = f(&txn).map_err(TxError::into_store)?;
+        // Invalidates the lookup cache (see `crate::lookup`).
+        crate::lookup::bump_generation(self.lock.file())
+            .map_err(|e| StoreError::io("write", &self.lock_path, e))?;
         txn.commit().map_err(|e| StoreError::db("commit", e))?;
         Ok(out)
     }

@@ -41,6 +41,11 @@ impl LockGuard {
     pub(crate) fn into_file(self) -> File {
         self.file
     }
+
+    /// The locked file.
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
 }
 
 pub(crate) fn lock(path: &Path, exclusive: bool, wait: bool) -> Result<Option<LockGuard>> {

@@ -215,17 +215,29 @@ impl Store {
 
     /// [`Store::open`], a [`Lease`](crate::Lease), and [`Store::resolve`]
     /// of `what` in one database open (each open and close of the database
-    /// syncs it several times): what `kiln run` needs first. The lease is
-    /// taken before the lookup. A failed lookup is the inner error.
+    /// syncs it several times), or in none when the lookup cache answers
+    /// (the same name resolved before, the database unchanged since: see
+    /// `lookup.rs`): what `kiln run` needs first. The lease is taken before
+    /// the lookup. A failed lookup is the inner error.
     pub fn open_and_resolve(
         root: impl AsRef<std::path::Path>,
         what: &str,
     ) -> Result<(Self, crate::Lease, Result<ImageRecord>)> {
         let store = Self::open_dirs(root.as_ref())?;
         let lease = store.lease()?;
+        if let Some(record) = store.cached_lookup(what) {
+            return Ok((store, lease, Ok(record)));
+        }
         let db = store.db()?;
         store.repair_with(&db)?;
         let found = Self::resolve_in(&db, what);
+        let lock = db.close();
+        if let Ok(record) = &found
+            && let Some(stamp) = store.db_stamp(lock.file())
+        {
+            store.remember_lookup(stamp, what, record);
+        }
+        drop(lock);
         Ok((store, lease, found))
     }
 

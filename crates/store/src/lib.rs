@@ -70,6 +70,7 @@ mod error;
 mod fsutil;
 mod gc;
 mod images;
+mod lookup;
 mod snapshots;
 mod transfer;
 

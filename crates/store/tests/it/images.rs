@@ -221,3 +221,48 @@ fn recommitting_the_same_image_rewrites_nothing() {
     );
     assert_eq!(store.resolve("other").unwrap().manifest, first.manifest);
 }
+
+#[test]
+fn open_and_resolve_answers_from_the_lookup_cache_until_the_database_changes() {
+    use std::os::unix::fs::MetadataExt;
+    let root = TempRoot::new();
+    let (store, first) = store_with_busybox(root.path(), "app");
+    let resolve = |what: &str| Store::open_and_resolve(root.path(), what).unwrap().2;
+    assert_eq!(resolve("app").unwrap(), first);
+    assert!(root.path().join("lookup-cache.json").is_file());
+    // Served from the cache: the database file is not even opened (an
+    // open and close writes to it).
+    let stamp = || {
+        let m = std::fs::metadata(root.path().join("kiln.redb")).unwrap();
+        (
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        )
+    };
+    let before = stamp();
+    assert_eq!(resolve("app").unwrap(), first);
+    assert_eq!(stamp(), before, "the second lookup opened the database");
+    // Any write makes it stale: a moved tag is seen at once.
+    let mut cfg = store.image_config(&first).unwrap();
+    cfg.apply_change("ENV X=1").unwrap();
+    let (bytes, _) = cfg.to_bytes();
+    let second = store
+        .commit_image(&bytes, &first.layers, &[Reference::parse("app").unwrap()])
+        .unwrap();
+    assert_eq!(resolve("app").unwrap(), second);
+    assert_eq!(resolve("app").unwrap(), second, "cached again");
+    store.untag(&Reference::parse("app").unwrap()).unwrap();
+    assert!(matches!(
+        resolve("app"),
+        Err(kiln_store::StoreError::NoSuchImage(_))
+    ));
+    // Other names and ids keep resolving through the database.
+    assert_eq!(
+        resolve(&first.config.to_string()).unwrap().config,
+        first.config
+    );
+}
