@@ -149,7 +149,8 @@ pub(crate) fn spawn_if_orphans(trash: &Path, helper: &Path) -> bool {
 /// Hand the directories `dirs` to a detached reaper process and return at
 /// once: fork a child, rename the directories into the trash under the
 /// child's pid, and let the child remove them after this process is gone.
-/// Directories that cannot be moved are removed here, before returning.
+/// Directories that cannot be moved are removed here, before returning, and
+/// so are directories on a tmpfs (removing them is cheaper than a fork).
 ///
 /// Only for the single-threaded runtime helper at its very end: it first
 /// closes every descriptor it holds (its stdio becomes `/dev/null`), so the
@@ -168,7 +169,11 @@ pub(crate) fn hand_off(trash: &Path, dirs: &[PathBuf]) {
             let _ = std::fs::remove_dir_all(dir);
         }
     };
-    if std::fs::create_dir_all(trash).is_err() {
+    // On a tmpfs removing a run's few empty directories costs less than
+    // forking a reaper.
+    let on_tmpfs = nix::sys::statfs::statfs(dirs[0].as_path())
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    if on_tmpfs || std::fs::create_dir_all(trash).is_err() {
         return remove_here(&dirs);
     }
     detach_descriptors();

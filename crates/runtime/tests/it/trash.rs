@@ -15,6 +15,22 @@ use crate::support::{
     busybox_rootfs, names, pids_with_cmdline, require_root, run_leftovers, runtime, sh, wait_until,
 };
 
+/// A state dir on a disk (the target dir's temp dir): on a tmpfs the
+/// helper removes the dirs itself, which is cheaper than a reaper.
+fn disk_state() -> tempfile::TempDir {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    assert!(
+        !is_tmpfs(dir.path()),
+        "these tests need the target dir on a disk, not a tmpfs"
+    );
+    dir
+}
+
+fn is_tmpfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+}
+
 /// Hold the reapers' lock: a reaper started meanwhile waits for it.
 fn hold_trash_lock(state: &Path) -> File {
     let lock = File::options()
@@ -77,7 +93,7 @@ fn alive(pid: i32) -> bool {
 fn a_detached_run_moves_its_dirs_to_the_trash_and_its_reaper_empties_it_needs_root() {
     require_root();
     let lower = busybox_rootfs();
-    let state = tempfile::tempdir().unwrap();
+    let state = disk_state();
     let rt = runtime(state.path());
     let lock = hold_trash_lock(state.path());
     let (outcome, output, upper) = run_detached(
@@ -117,7 +133,7 @@ fn a_detached_run_moves_its_dirs_to_the_trash_and_its_reaper_empties_it_needs_ro
 fn trash_of_a_reaper_killed_before_it_removed_anything_is_reclaimed_at_the_next_start_needs_root() {
     require_root();
     let lower = busybox_rootfs();
-    let state = tempfile::tempdir().unwrap();
+    let state = disk_state();
     let rt = runtime(state.path());
     let lock = hold_trash_lock(state.path());
     let (outcome, _, _) = run_detached(&rt, lower.path(), "echo x > /y");
@@ -141,4 +157,29 @@ fn trash_of_a_reaper_killed_before_it_removed_anything_is_reclaimed_at_the_next_
     wait_until("no reaper to be left", || {
         pids_with_cmdline(&format!("__reap {}", trash.display())).is_empty()
     });
+}
+
+#[test]
+fn on_a_tmpfs_the_helper_removes_the_dirs_itself_needs_root() {
+    require_root();
+    let lower = busybox_rootfs();
+    let state = tempfile::tempdir_in("/dev/shm").unwrap();
+    assert!(
+        is_tmpfs(state.path()),
+        "/dev/shm must be a tmpfs for this test"
+    );
+    let rt = runtime(state.path());
+    // A reaper would wait for this lock, and its entries would show.
+    let _lock = hold_trash_lock(state.path());
+    let (outcome, output, upper) = run_detached(&rt, lower.path(), "echo x > /y; echo ran");
+    assert_eq!(outcome, Outcome::Exited { code: 0 });
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "ran\n");
+    assert!(!upper.exists(), "{upper:?}");
+    assert_eq!(run_leftovers(state.path()), Vec::<PathBuf>::new());
+    let trash = state.path().join("trash");
+    assert!(
+        !trash.exists() || names(&trash).is_empty(),
+        "{:?}",
+        names(&trash)
+    );
 }
