@@ -22,7 +22,7 @@ pub(crate) const STEPS: TableDefinition<&str, &[u8]> = TableDefinition::new("ste
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 pub(crate) struct Db {
-    db: Database,
+    database: Database,
     lock: fsutil::LockGuard,
     lock_path: std::path::PathBuf,
 }
@@ -36,14 +36,14 @@ impl Store {
         let db =
             Database::create(self.root.join("kiln.redb")).map_err(|e| StoreError::db("open", e))?;
         let this = Db {
-            db,
+            database: db,
             lock,
             lock_path,
         };
         // Create every table once so that readers never meet a missing one
         // (checked in a read transaction first: a write commits durably,
         // which costs several fsyncs on every open).
-        let ready = this.db.begin_read().is_ok_and(|txn| {
+        let ready = this.database.begin_read().is_ok_and(|txn| {
             txn.open_table(TAGS).is_ok()
                 && txn.open_table(IMAGES).is_ok()
                 && txn.open_table(COMPRESSED).is_ok()
@@ -70,7 +70,7 @@ impl Store {
 impl Db {
     /// Close the database, keeping `db.lock` held.
     pub(crate) fn close(self) -> fsutil::LockGuard {
-        drop(self.db);
+        drop(self.database);
         self.lock
     }
 
@@ -80,7 +80,7 @@ impl Db {
         f: impl FnOnce(&redb::WriteTransaction) -> std::result::Result<T, TxError>,
     ) -> Result<T> {
         let mut txn = self
-            .db
+            .database
             .begin_write()
             .map_err(|e| StoreError::db("begin", e))?;
         // The database is closed right after this transaction (see
@@ -104,7 +104,7 @@ impl Db {
         f: impl FnOnce(&redb::ReadTransaction) -> std::result::Result<T, TxError>,
     ) -> Result<T> {
         let txn = self
-            .db
+            .database
             .begin_read()
             .map_err(|e| StoreError::db("begin", e))?;
         f(&txn).map_err(TxError::into_store)
