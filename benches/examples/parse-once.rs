@@ -3,7 +3,8 @@
 //!
 //! `cargo build --release -p kiln-bench --example parse-once`, then
 //! `parse-once LAYER INPUT [REPEAT]`: LAYER is `syntax` (`syntax::parse`)
-//! or `typed` (`Dockerfile::parse`), INPUT is `1mb` (`generate_bytes(1 MiB)`),
+//! `typed` (`Dockerfile::parse`) or `check` (that and `check::check`,
+//! what `kiln check` does), INPUT is `1mb` (`generate_bytes(1 MiB)`),
 //! `10k` (`generate(10_000)`) or a file path. The input is generated before
 //! the first parse; the process prints the median thread CPU time of the
 //! parses. Count instructions of the parses alone with
@@ -43,9 +44,16 @@ fn parse_typed(input: &[u8]) {
     std::hint::black_box(Dockerfile::parse(input).expect("input is valid"));
 }
 
+/// A typed parse and every build check (`kiln check`), dropping included.
+#[inline(never)]
+fn parse_check(input: &[u8]) {
+    let df = Dockerfile::parse(input).expect("input is valid");
+    std::hint::black_box(kiln_dockerfile::check::check(&df).expect("checks run"));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: parse-once syntax|typed 1mb|10k|FILE [REPEAT]";
+    let usage = "usage: parse-once syntax|typed|check 1mb|10k|FILE [REPEAT]";
     let layer = args.first().expect(usage).clone();
     let input = match args.get(1).map(String::as_str) {
         Some("1mb") => kiln_bench::dockerfile::generate_bytes(1 << 20).into_bytes(),
@@ -60,6 +68,7 @@ fn main() {
         match layer.as_str() {
             "syntax" => parse_syntax(&input),
             "typed" => parse_typed(&input),
+            "check" => parse_check(&input),
             _ => panic!("{usage}"),
         }
         times.push((thread_cpu().saturating_sub(cpu), wall.elapsed()));

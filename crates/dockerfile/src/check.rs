@@ -721,7 +721,7 @@ pub fn check_with(df: &Dockerfile, config: &CheckConfig) -> Vec<Finding> {
         findings: Vec::new(),
     };
     for w in &df.tree.warnings {
-        let (s, e) = line_bounds(&df.tree.source, w.line);
+        let (s, e) = df.tree.line_bounds(w.line);
         c.report(
             "NoEmptyContinuation",
             "Empty continuation line".into(),
@@ -743,15 +743,4 @@ pub fn check_with(df: &Dockerfile, config: &CheckConfig) -> Vec<Finding> {
     }
     findings.sort_by_key(|f| (f.location.line, f.location.column));
     findings
-}
-
-fn line_bounds(source: &str, line: usize) -> (usize, usize) {
-    let mut start = 0;
-    for (i, l) in source.split_inclusive('\n').enumerate() {
-        if i + 1 == line {
-            return (start, start + l.trim_end_matches(['\r', '\n']).len());
-        }
-        start += l.len();
-    }
-    (start, start)
 }

@@ -556,8 +556,9 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 }
 
 /// Typed flags of one instruction.
-struct Flags {
-    values: Vec<(String, Option<String>, Span)>,
+struct Flags<'n> {
+    /// Name, value and span of each accepted flag, borrowed from the node.
+    values: Vec<(&'n str, Option<&'n str>, Span)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -567,19 +568,22 @@ enum FlagKind {
     List,
 }
 
-impl Flags {
-    fn parse(cx: &Ctx<'_>, node: &Node, instruction: &str, allowed: &[(&str, FlagKind)]) -> Flags {
-        let mut values: Vec<(String, Option<String>, Span)> = Vec::new();
+impl<'n> Flags<'n> {
+    fn parse(
+        cx: &Ctx<'_>,
+        node: &'n Node,
+        instruction: &str,
+        allowed: &[(&str, FlagKind)],
+    ) -> Flags<'n> {
+        let mut values: Vec<(&'n str, Option<&'n str>, Span)> = Vec::new();
         for raw in &node.flags {
             let span = node.find_span(raw);
             // Rule `flag`.
-            let (name, value) = match grammar::flag(raw) {
-                Some((name, value)) => (name.to_string(), value.map(str::to_string)),
-                None => (raw.trim_start_matches('-').to_string(), None),
-            };
+            let (name, value) =
+                grammar::flag(raw).unwrap_or_else(|| (raw.trim_start_matches('-'), None));
             let Some((_, kind)) = allowed.iter().find(|(n, _)| *n == name) else {
                 let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
-                let help = match did_you_mean(&name, &names) {
+                let help = match did_you_mean(name, &names) {
                     Some(s) => Some(format!("did you mean `--{s}`?")),
                     None if names.is_empty() => Some(format!("{instruction} takes no flags")),
                     None => Some(format!(
@@ -601,7 +605,7 @@ impl Flags {
             };
             match kind {
                 FlagKind::Bool => {
-                    if let Some(v) = &value
+                    if let Some(v) = value
                         && !matches!(
                             v.to_ascii_lowercase().as_str(),
                             "true" | "false" | "1" | "0"
@@ -645,37 +649,35 @@ impl Flags {
     fn string(&self, name: &str) -> Option<String> {
         self.values
             .iter()
-            .find(|(n, _, _)| n == name)
-            .and_then(|(_, v, _)| v.clone())
+            .find(|(n, _, _)| *n == name)
+            .and_then(|(_, v, _)| v.map(str::to_string))
     }
 
     fn bool(&self, name: &str) -> bool {
         self.values.iter().any(|(n, v, _)| {
-            n == name
-                && v.as_deref()
-                    .is_none_or(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"))
+            *n == name && v.is_none_or(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"))
         })
     }
 
     fn opt_bool(&self, name: &str) -> Option<bool> {
         self.values
             .iter()
-            .find(|(n, _, _)| n == name)
+            .find(|(n, _, _)| *n == name)
             .map(|_| self.bool(name))
     }
 
-    fn list(&self, name: &str) -> Vec<(String, Span)> {
+    fn list(&self, name: &str) -> Vec<(&'n str, Span)> {
         self.values
             .iter()
-            .filter(|(n, _, _)| n == name)
-            .filter_map(|(_, v, s)| v.clone().map(|v| (v, *s)))
+            .filter(|(n, _, _)| *n == name)
+            .filter_map(|(_, v, s)| v.map(|v| (v, *s)))
             .collect()
     }
 
     fn span(&self, name: &str) -> Option<Span> {
         self.values
             .iter()
-            .find(|(n, _, _)| n == name)
+            .find(|(n, _, _)| *n == name)
             .map(|(_, _, s)| *s)
     }
 }
@@ -998,7 +1000,7 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
             );
             let mut mounts = Vec::new();
             for (raw, span) in flags.list("mount") {
-                match parse_mount(&raw) {
+                match parse_mount(raw) {
                     Ok(m) => mounts.push(m),
                     Err(m) => cx.report(cx.err(node, span, m, None)),
                 }
@@ -1111,7 +1113,11 @@ fn instruction(cx: &Ctx<'_>, node: &Node, nested: bool) -> Result<InstructionKin
                 chmod: flags.string("chmod"),
                 link: flags.bool("link"),
                 parents: flags.bool("parents"),
-                exclude: flags.list("exclude").into_iter().map(|(v, _)| v).collect(),
+                exclude: flags
+                    .list("exclude")
+                    .into_iter()
+                    .map(|(v, _)| v.to_string())
+                    .collect(),
                 checksum: flags.string("checksum"),
                 keep_git_dir: flags.bool("keep-git-dir"),
                 unpack: flags.opt_bool("unpack"),

@@ -249,6 +249,15 @@ impl SyntaxTree {
         (line, self.source[line_start..offset].chars().count() + 1)
     }
 
+    /// Byte offsets of the start and end (line ending excluded) of a 1-based
+    /// line; past the last line, the end of the source twice.
+    pub(crate) fn line_bounds(&self, line: usize) -> (usize, usize) {
+        match self.line_starts.get(line.saturating_sub(1)) {
+            Some(&start) if line > 0 => (start, start + self.line_text(line).len()),
+            _ => (self.source.len(), self.source.len()),
+        }
+    }
+
     /// The text of a 1-based line, without its line ending.
     pub fn line_text(&self, line: usize) -> &str {
         let Some(start) = self.line_starts.get(line.saturating_sub(1)).copied() else {
@@ -769,7 +778,11 @@ fn node_from_line(line: &str, escape: char) -> Result<Node, LineError> {
         Some(head) => head,
         None => instruction_head(trimmed)?,
     };
-    let cmd = keyword.to_lowercase();
+    let cmd = if keyword.is_ascii() {
+        keyword.to_ascii_lowercase()
+    } else {
+        keyword.to_lowercase()
+    };
     let (args_text, flags) = extract_flags(rest);
     let args_text = args_text.trim_matches(is_go_space);
     let (args, json, next) = match cmd.as_str() {
@@ -953,8 +966,6 @@ fn split_ws(text: &str) -> Vec<String> {
     text.split([' ', '\t', '\u{b}', '\u{c}', '\r'])
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-        .collect::<Vec<_>>()
-        .into_iter()
         .collect()
 }
 
