@@ -60,6 +60,12 @@ impl ExcludeSet {
         Ok(Some(ExcludeSet { set }))
     }
 
+    /// Whether `rel` itself (not its parents) matches a pattern: for a
+    /// walk, which never enters an excluded directory.
+    pub(crate) fn matches(&self, rel: &Path) -> bool {
+        self.set.is_match(rel)
+    }
+
     /// Whether `rel` (relative to the copied directory) or one of its
     /// parents matches a pattern.
     pub fn excludes(&self, rel: &Path) -> bool {

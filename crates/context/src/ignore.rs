@@ -298,11 +298,96 @@ impl Matcher {
     pub fn may_reinclude_below(&self, dir: &str) -> bool {
         let dir_parts: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
         self.rules.iter().filter(|r| r.exclusion).any(|r| {
-            r.cleaned
-                .split('/')
-                .zip(&dir_parts)
-                .all(|(pat, d)| pat.contains(['*', '?', '[', '\\']) || pat == *d)
+            for (pat, d) in r.cleaned.split('/').zip(&dir_parts) {
+                // `**` matches any number of directories: whatever comes
+                // after it may match deeper down.
+                if pat.contains("**") {
+                    return true;
+                }
+                if !(pat.contains(['*', '?', '[', '\\']) || pat == *d) {
+                    return false;
+                }
+            }
+            true
         })
+    }
+
+    /// The [`Ancestry`] of directory `dir` (clean, relative; empty or `.`
+    /// for the root), for a walk that starts there.
+    pub(crate) fn ancestry_of(&self, dir: &str) -> Ancestry {
+        let mut ancestry = Ancestry::default();
+        if dir.is_empty() || dir == "." || self.rules.is_empty() {
+            return ancestry;
+        }
+        let mut end = 0;
+        for part in dir.split('/') {
+            end += part.len();
+            let (_, own) = self.walk_verdict(&dir[..end], &ancestry, true);
+            ancestry = own.unwrap_or_default();
+            end += 1;
+        }
+        ancestry
+    }
+
+    /// [`Matcher::is_excluded`] for a walk, which knows the parent's
+    /// [`Ancestry`]: `path` (clean, relative, not `.`) is matched against
+    /// each rule once, its parents' matches come from `parent` (use
+    /// [`Ancestry::default`] for an entry of the root). For a directory
+    /// (`dir`), also returns its own ancestry, for its entries.
+    pub(crate) fn walk_verdict(
+        &self,
+        path: &str,
+        parent: &Ancestry,
+        dir: bool,
+    ) -> (bool, Option<Ancestry>) {
+        let mut excluded = false;
+        let mut own = dir.then(|| Ancestry::sized(self.rules.len()));
+        for (i, rule) in self.rules.iter().enumerate() {
+            // As in `verdict`: an include can't change an excluded path
+            // and vice versa; a directory's ancestry needs every rule.
+            let decides = rule.exclusion == excluded;
+            if !decides && own.is_none() {
+                continue;
+            }
+            let hit = parent.has(i) || rule.matches(path);
+            if hit {
+                if let Some(own) = own.as_mut() {
+                    own.set(i);
+                }
+                if decides {
+                    excluded = !rule.exclusion;
+                }
+            }
+        }
+        (excluded, own)
+    }
+}
+
+/// Which rules match a directory or one of its parents (a bit per rule),
+/// carried down a walk so that an entry's parents are never matched again
+/// (see `Matcher::walk_verdict`). The default is the root's: none.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ancestry {
+    bits: Vec<u64>,
+}
+
+impl Ancestry {
+    fn sized(rules: usize) -> Ancestry {
+        Ancestry {
+            bits: vec![0; rules.div_ceil(64)],
+        }
+    }
+
+    fn has(&self, rule: usize) -> bool {
+        self.bits
+            .get(rule / 64)
+            .is_some_and(|w| w & (1 << (rule % 64)) != 0)
+    }
+
+    fn set(&mut self, rule: usize) {
+        if let Some(w) = self.bits.get_mut(rule / 64) {
+            *w |= 1 << (rule % 64);
+        }
     }
 }
 

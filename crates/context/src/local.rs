@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{ContextError, Result};
 use crate::exclude::ExcludeSet;
 use crate::hash::{Stamp, StatCache, file_digest};
-use crate::ignore::Matcher;
+use crate::ignore::{Ancestry, Matcher};
 
 /// Symlinks followed while resolving one path, like Linux's `MAXSYMLINKS`.
 const MAX_SYMLINKS: usize = 40;
@@ -132,6 +132,16 @@ pub struct Entry {
 
 impl Entry {
     fn from_meta(rel: PathBuf, disk: &Path, meta: &Metadata) -> Result<Entry> {
+        Entry::from_meta_with(rel, meta, || disk.to_path_buf())
+    }
+
+    /// [`Entry::from_meta`] with the path on disk made only for a symlink
+    /// (to read its target).
+    fn from_meta_with(
+        rel: PathBuf,
+        meta: &Metadata,
+        disk: impl FnOnce() -> PathBuf,
+    ) -> Result<Entry> {
         let ft = meta.file_type();
         let kind = if ft.is_dir() {
             EntryKind::Dir
@@ -150,7 +160,7 @@ impl Entry {
             return Err(ContextError::Unsupported { path: rel, kind });
         };
         let link_target = if kind == EntryKind::Symlink {
-            Some(fs_err::read_link(disk)?)
+            Some(fs_err::read_link(disk())?)
         } else {
             None
         };
@@ -480,16 +490,25 @@ impl Context {
     pub fn walk(&self) -> Result<Vec<Entry>> {
         let root_meta = fs_err::symlink_metadata(&self.root)?;
         let root = Entry::from_meta(PathBuf::new(), &self.root, &root_meta)?;
-        self.walk_dir(&root, None)
+        self.walk_dir(&root, &Ancestry::default(), None)
     }
 
     /// The entries under directory entry `dir` (not `dir` itself), not
     /// excluded by the ignore rules nor by `exclude` (relative to `base`),
     /// sorted by path: each directory's names are sorted before descending,
     /// so the pre-order walk comes out in `Path` order with no sort of the
-    /// whole list. Entries are stat'ed relative to their directory (no
-    /// walk of the whole path per file), in parallel.
-    fn walk_dir(&self, dir: &Entry, exclude: Option<(&ExcludeSet, &Path)>) -> Result<Vec<Entry>> {
+    /// whole list. `ancestry` says which ignore rules match `dir` or a
+    /// parent of it, so each entry is matched once. An excluded directory
+    /// is not entered unless a `!` rule may re-include something below it;
+    /// an excluded file is not even stat'ed. Entries are stat'ed relative
+    /// to their directory (no walk of the whole path per file), a run of
+    /// names per task, in parallel; subdirectories are walked in parallel.
+    fn walk_dir(
+        &self,
+        dir: &Entry,
+        ancestry: &Ancestry,
+        exclude: Option<(&ExcludeSet, &Path)>,
+    ) -> Result<Vec<Entry>> {
         let disk = self.root.join(&dir.rel);
         let mut children = Vec::new();
         for item in fs_err::read_dir(&disk)? {
@@ -497,43 +516,80 @@ impl Context {
             children.push((item.file_name(), item));
         }
         children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let results: Vec<Result<Vec<Entry>>> = children
-            .into_par_iter()
-            .map(|(name, item)| {
-                let rel = dir.rel.join(name);
-                if let Some((set, base)) = exclude
-                    && set.excludes(rel.strip_prefix(base).unwrap_or(&rel))
-                {
-                    return Ok(Vec::new());
+        // A few tasks per thread: big enough that a task's overhead is
+        // small next to its stats, small enough to spread one directory's
+        // files (or subdirectories) over the threads.
+        let chunk = children
+            .len()
+            .div_ceil(4 * rayon::current_num_threads())
+            .max(1);
+        let parts = children
+            .par_chunks(chunk)
+            .map(|run| {
+                let mut out = Vec::with_capacity(run.len());
+                for (name, item) in run {
+                    self.walk_entry(dir, ancestry, exclude, name, item, &mut out)?;
                 }
-                let meta = item.metadata()?;
-                let excluded = self.ignore.is_excluded_path(&rel);
-                if excluded && !meta.is_dir() {
-                    return Ok(Vec::new());
-                }
-                if excluded && !self.ignore.may_reinclude_below(&rel.to_string_lossy()) {
-                    return Ok(Vec::new());
-                }
-                let entry = Entry::from_meta(rel, &item.path(), &meta)?;
-                if entry.kind != EntryKind::Dir {
-                    return Ok(vec![entry]);
-                }
-                let below = self.walk_dir(&entry, exclude)?;
-                if excluded && below.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut v = Vec::with_capacity(below.len() + 1);
-                v.push(entry);
-                v.extend(below);
-                Ok(v)
+                Ok(out)
             })
-            .collect();
-        let mut out =
-            Vec::with_capacity(results.iter().map(|r| r.as_ref().map_or(0, Vec::len)).sum());
-        for r in results {
-            out.extend(r?);
+            .collect::<Result<Vec<Vec<Entry>>>>()?;
+        if parts.len() == 1 {
+            return Ok(parts.into_iter().next().unwrap_or_default());
+        }
+        let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        for part in parts {
+            out.extend(part);
         }
         Ok(out)
+    }
+
+    /// One entry of [`Context::walk_dir`]: pushed to `out` (a directory
+    /// with everything below it) unless excluded.
+    fn walk_entry(
+        &self,
+        dir: &Entry,
+        ancestry: &Ancestry,
+        exclude: Option<(&ExcludeSet, &Path)>,
+        name: &std::ffi::OsStr,
+        item: &fs_err::DirEntry,
+        out: &mut Vec<Entry>,
+    ) -> Result<()> {
+        let mut rel = PathBuf::with_capacity(dir.rel.as_os_str().len() + name.len() + 1);
+        rel.push(&dir.rel);
+        rel.push(name);
+        // The walk never enters an excluded directory, so only the entry
+        // itself can match a `--exclude` pattern.
+        if let Some((set, base)) = exclude
+            && set.matches(rel.strip_prefix(base).unwrap_or(&rel))
+        {
+            return Ok(());
+        }
+        let (excluded, own) = if self.ignore.is_empty() {
+            (false, None)
+        } else {
+            // The type from the directory listing (no stat): an excluded
+            // file is dropped unstat'ed.
+            let is_dir = item.file_type()?.is_dir();
+            let text = rel.to_string_lossy();
+            let (excluded, own) = self.ignore.walk_verdict(&text, ancestry, is_dir);
+            if excluded && (!is_dir || !self.ignore.may_reinclude_below(&text)) {
+                return Ok(());
+            }
+            (excluded, own)
+        };
+        let meta = item.metadata()?;
+        let entry = Entry::from_meta_with(rel, &meta, || item.path())?;
+        if entry.kind != EntryKind::Dir {
+            out.push(entry);
+            return Ok(());
+        }
+        let below = self.walk_dir(&entry, own.as_ref().unwrap_or(ancestry), exclude)?;
+        if excluded && below.is_empty() {
+            return Ok(());
+        }
+        out.push(entry);
+        out.extend(below);
+        Ok(())
     }
 
     /// Expand COPY/ADD `sources` the way the copy engine does (paths
@@ -579,8 +635,11 @@ impl Context {
                 let entry = Entry::from_meta(resolved.clone(), &disk, &meta)?;
                 let mut entries = Vec::new();
                 if entry.kind == EntryKind::Dir {
-                    let below =
-                        self.walk_dir(&entry, exclude.as_ref().map(|s| (s, resolved.as_path())))?;
+                    let below = self.walk_dir(
+                        &entry,
+                        &self.ignore.ancestry_of(&resolved.to_string_lossy()),
+                        exclude.as_ref().map(|s| (s, resolved.as_path())),
+                    )?;
                     entries.push(entry);
                     entries.extend(below);
                 } else {
@@ -624,7 +683,7 @@ impl Context {
                 if e.kind != EntryKind::File {
                     return Ok(None);
                 }
-                file_digest(&self.root.join(&e.rel), &e.stamp, self.cache.as_deref()).map(Some)
+                file_digest(&self.root, &e.rel, &e.stamp, self.cache.as_deref()).map(Some)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Digested { selection, digests })

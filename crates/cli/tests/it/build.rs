@@ -654,3 +654,39 @@ fn a_damaged_stat_cache_is_dropped_with_a_warning_not_fatal() {
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("WARNING"), "{stderr}");
 }
+
+#[test]
+fn ignored_directories_are_skipped_unless_a_reinclude_reaches_inside() {
+    let f = Fixture::new();
+    f.file(".dockerignore", "build\n!build/keep.txt\nnode_modules\n")
+        .file("src/a.c", "int a;")
+        .file("build/keep.txt", "keep 1")
+        .file("build/obj.o", "obj 1")
+        .file("node_modules/m/index.js", "m 1")
+        .dockerfile("FROM scratch\nCOPY . /app/\n");
+    let copies = |ran: &[String]| ran.iter().filter(|n| n.contains("COPY")).count();
+    let (ran, _) = f.build_json(&["-t", "ign"]);
+    assert_eq!(copies(&ran), 1, "{ran:?}");
+    let (ran, cached) = f.build_json(&["-t", "ign"]);
+    assert!(ran.is_empty(), "a no-op rebuild ran {ran:?}");
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    // Inside a directory no rule re-includes from (the walk does not enter
+    // it): nothing the build reads.
+    f.file("node_modules/m/index.js", "m 2")
+        .file("node_modules/new/x.js", "new");
+    let (ran, _) = f.build_json(&["-t", "ign"]);
+    assert!(ran.is_empty(), "an ignored directory's change ran {ran:?}");
+    // An ignored file in a directory the walk enters for a re-include.
+    f.file("build/obj.o", "obj 2");
+    let (ran, _) = f.build_json(&["-t", "ign"]);
+    assert!(ran.is_empty(), "an ignored file's change ran {ran:?}");
+    // The re-included file is read: its change reruns the COPY.
+    f.file("build/keep.txt", "keep 2");
+    let (ran, _) = f.build_json(&["-t", "ign"]);
+    assert_eq!(copies(&ran), 1, "{ran:?}");
+    let dir = f.export(&[]);
+    assert_eq!(read(dir.path(), "app/build/keep.txt"), "keep 2");
+    assert_eq!(read(dir.path(), "app/src/a.c"), "int a;");
+    assert!(!dir.path().join("app/build/obj.o").exists());
+    assert!(!dir.path().join("app/node_modules").exists());
+}

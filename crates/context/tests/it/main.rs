@@ -7,3 +7,4 @@ mod local;
 mod statcache;
 mod stdin;
 mod url;
+mod walk_props;

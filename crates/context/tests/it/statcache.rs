@@ -112,12 +112,31 @@ fn a_damaged_cache_file_is_an_error_naming_it() {
     let err = StatCache::open(&file).unwrap_err();
     assert!(matches!(err, ContextError::StatCache { .. }), "{err}");
     assert!(err.to_string().contains("statcache"), "{err}");
-    let mut truncated = b"kiln-statcache1\n".to_vec();
+    let mut truncated = b"kiln-statcache2\n".to_vec();
     truncated.extend_from_slice(&100u64.to_le_bytes());
     truncated.extend_from_slice(b"short");
     std::fs::write(&file, truncated).unwrap();
     let err = StatCache::open(&file).unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");
+}
+
+#[test]
+fn an_older_kilns_cache_file_is_an_empty_cache_and_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ctx");
+    write(&root, "Dockerfile", "FROM scratch\n");
+    let cache_file = dir.path().join("statcache");
+    // The first format: a path-keyed list of records.
+    let mut v1 = b"kiln-statcache1\n".to_vec();
+    v1.extend_from_slice(&3u64.to_le_bytes());
+    v1.extend_from_slice(b"/x/");
+    v1.extend_from_slice(&[0; 88]);
+    std::fs::write(&cache_file, v1).unwrap();
+    assert!(StatCache::open(&cache_file).unwrap().is_empty());
+    let (cold, stats) = hash_with(&root, &cache_file);
+    assert_eq!(stats.misses, 1);
+    let (warm, stats) = hash_with(&root, &cache_file);
+    assert_eq!((warm, stats.hits, stats.misses), (cold, 1, 0));
 }
 
 #[test]
