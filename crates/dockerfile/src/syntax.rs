@@ -375,9 +375,9 @@ impl<'a> Lines<'a> {
         let mut start = 0;
         let bytes = src.as_bytes();
         while start < bytes.len() {
-            let end = bytes[start..]
-                .iter()
-                .position(|b| *b == b'\n')
+            // `str::find` of a char is a memchr, not a loop per byte.
+            let end = src[start..]
+                .find('\n')
                 .map_or(bytes.len(), |i| start + i + 1);
             bounds.push((start, end));
             start = end;
@@ -522,21 +522,31 @@ fn parse_str(source: String, raw: &[u8]) -> (SyntaxTree, Vec<Error>) {
     let mut errors: Vec<Error> = Vec::new();
     // The 64 KiB limit applies to the raw bytes of a line. These errors
     // come first: BuildKit's scanner fails on them before parsing anything.
-    {
+    let too_long = |n: usize, start: usize| {
+        Error::syntax(
+            format!("dockerfile line greater than max allowed size of {MAX_LINE}"),
+            Location {
+                line: n + 1,
+                column: 1,
+                width: 1,
+                span: Span::new(start, start),
+            },
+            None,
+        )
+    };
+    if source.as_bytes() == raw {
+        // Valid UTF-8: the physical lines are the raw lines.
+        for (n, &(start, end)) in lines.bounds.iter().enumerate() {
+            let len = end - start - usize::from(raw[end - 1] == b'\n');
+            if len > MAX_LINE {
+                errors.push(too_long(n, start));
+            }
+        }
+    } else {
         let mut start = 0;
         for (n, chunk) in raw.split(|b| *b == b'\n').enumerate() {
             if chunk.len() > MAX_LINE {
-                let span = Span::new(start, start);
-                errors.push(Error::syntax(
-                    format!("dockerfile line greater than max allowed size of {MAX_LINE}"),
-                    Location {
-                        line: n + 1,
-                        column: 1,
-                        width: 1,
-                        span,
-                    },
-                    None,
-                ));
+                errors.push(too_long(n, start));
             }
             start += chunk.len() + 1;
         }

@@ -104,3 +104,41 @@ fn parsing_resumes_after_a_syntax_error_and_the_good_lines_are_kept() {
         ["ENV must have two arguments", "unterminated heredoc `EOF`"]
     );
 }
+
+/// BuildKit's scanner takes lines of at most 65,535 bytes: a longer one is
+/// an error at its line and first byte, counted in the raw bytes — also
+/// when invalid UTF-8 makes the parsed text longer than the input.
+#[test]
+fn a_line_over_64_kib_is_an_error_at_its_line() {
+    for invalid in [false, true] {
+        let mut long = b"RUN echo ".to_vec();
+        if invalid {
+            // One byte here, three (U+FFFD) in the text.
+            long.push(0xff);
+        }
+        let limit = long.clone();
+        long.resize(65_536, b'a');
+        let mut fits = limit;
+        fits.resize(65_535, b'a');
+        let mut input = b"FROM scratch\n".to_vec();
+        input.extend_from_slice(&fits);
+        input.push(b'\n');
+        let long_at = input.len();
+        input.extend_from_slice(&long);
+        input.extend_from_slice(b"\nRUN true\n");
+
+        let (_, errors) = kiln_dockerfile::syntax::parse_recovering(&input);
+        let too_long: Vec<_> = errors
+            .iter()
+            .filter(|e| {
+                e.message()
+                    .contains("greater than max allowed size of 65535")
+            })
+            .map(kiln_dockerfile::Error::location)
+            .collect();
+        assert_eq!(too_long.len(), 1, "invalid UTF-8: {invalid}: {errors:?}");
+        assert_eq!(too_long[0].line, 3, "invalid UTF-8: {invalid}");
+        assert_eq!(too_long[0].column, 1);
+        assert_eq!(too_long[0].span.start, long_at, "invalid UTF-8: {invalid}");
+    }
+}
