@@ -31,7 +31,7 @@ pub mod media;
 pub mod reference;
 
 pub use compress::Compression;
-pub use digest::{Digest, DigestWriter, Hasher, VerifyingReader};
+pub use digest::{Digest, DigestWriter, Hasher, ParallelDigestWriter, VerifyingReader};
 pub use error::{OciError, Result};
 pub use reference::Reference;
 

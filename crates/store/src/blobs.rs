@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
 
-use kiln_oci::{Compression, Digest, DigestWriter, OciError, VerifyingReader};
+use kiln_oci::{Compression, Digest, OciError, ParallelDigestWriter, VerifyingReader};
 
 use crate::error::{Result, StoreError};
 use crate::{Store, fsutil};
@@ -60,9 +60,10 @@ impl<R: Read, W: Write> Read for Tee<'_, R, W> {
     }
 }
 
-/// A blob being written: hashed as it goes, committed under its digest.
+/// A blob being written: hashed as it goes (a big one on a second thread,
+/// overlapping the writes), committed under its digest.
 pub struct BlobWriter {
-    inner: DigestWriter<io::BufWriter<tempfile::NamedTempFile>>,
+    inner: ParallelDigestWriter<io::BufWriter<tempfile::NamedTempFile>>,
     store: Store,
 }
 
@@ -133,7 +134,7 @@ impl Store {
             .tempfile_in(self.tmp_dir())
             .map_err(|e| StoreError::io("create temp file in", self.tmp_dir(), e))?;
         Ok(BlobWriter {
-            inner: DigestWriter::new(io::BufWriter::with_capacity(1 << 20, tmp)),
+            inner: ParallelDigestWriter::new(io::BufWriter::with_capacity(1 << 20, tmp)),
             store: self.clone(),
         })
     }

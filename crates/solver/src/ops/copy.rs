@@ -13,6 +13,12 @@
 //!   `--chmod` applies to every copied file and directory;
 //! - hard links inside a copied tree stay hard links; mtimes are kept.
 //!
+//! Big regular files (1 MiB and up) are created during the walk and their
+//! contents copied afterwards, several at once (`copy_file_range`, on the
+//! rayon pool), each through the descriptor opened when it was created:
+//! a later source replacing the same path cannot receive an earlier one's
+//! content or metadata.
+//!
 //! The new layer only holds what changed, plus the parent directories of
 //! what changed (with their existing metadata), as an overlay upper dir
 //! would.
@@ -25,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
 use kiln_context::{ContextError, ExcludeSet};
+use rayon::prelude::*;
 
 use super::perm::{Chmod, Owner, resolve_owner};
 use super::view::{Entry, View, clean};
@@ -82,6 +89,7 @@ pub fn apply_actions_with_users(
         out: out.to_path_buf(),
         stats: CopyStats::default(),
         links: HashMap::new(),
+        pending: Vec::new(),
     };
     for action in actions {
         match action {
@@ -91,6 +99,7 @@ pub fn apply_actions_with_users(
                     .ok_or(FileOpError::NoSuchInput { input: copy.from })?;
                 w.links.clear();
                 w.copy(copy, source)?;
+                w.flush()?;
             }
             FileAction::Mkdir {
                 path,
@@ -153,6 +162,47 @@ struct Writer {
     stats: CopyStats,
     /// (dev, inode) of a copied multiply-linked file → where its copy is.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Big files created whose content is still to be copied.
+    pending: Vec<Pending>,
+}
+
+/// Files at least this big are copied after the walk, several at once.
+const DEFER_FROM: u64 = 1 << 20;
+/// Pending copies at most (each holds a descriptor).
+const PENDING_MAX: usize = 64;
+
+/// A created, still empty copy of a big file: what the walk would have done
+/// to it after its content.
+struct Pending {
+    from: PathBuf,
+    file: std::fs::File,
+    disk: PathBuf,
+    owner: Owner,
+    mode: u32,
+    mtime: Option<std::time::SystemTime>,
+}
+
+impl Pending {
+    /// Copy the content, then owner, mode (chown clears set-id bits) and
+    /// mtime, all through the descriptor. Returns the bytes copied.
+    fn finish(mut self) -> Result<u64, FileOpError> {
+        use std::os::unix::fs::fchown;
+        let mut from = fs_err::File::open(&self.from).map_err(FileOpError::Io)?;
+        // File to file: std copies with copy_file_range.
+        let bytes = std::io::copy(from.file_mut(), &mut self.file)
+            .map_err(|e| FileOpError::io("copy", &self.disk, &e))?;
+        fchown(&self.file, Some(self.owner.uid), Some(self.owner.gid))
+            .map_err(|e| FileOpError::io("chown", &self.disk, &e))?;
+        self.file
+            .set_permissions(std::fs::Permissions::from_mode(self.mode))
+            .map_err(|e| FileOpError::io("chmod", &self.disk, &e))?;
+        if let Some(mtime) = self.mtime {
+            self.file
+                .set_modified(mtime)
+                .map_err(|e| FileOpError::io("set mtime", &self.disk, &e))?;
+        }
+        Ok(bytes)
+    }
 }
 
 /// Whether a path component has glob syntax.
@@ -197,6 +247,20 @@ struct Matched {
 }
 
 impl Writer {
+    /// Copy the contents of the pending big files, in parallel.
+    fn flush(&mut self) -> Result<(), FileOpError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let copied: Vec<Result<u64, FileOpError>> =
+            pending.into_par_iter().map(Pending::finish).collect();
+        for bytes in copied {
+            self.stats.bytes += bytes?;
+        }
+        Ok(())
+    }
+
     fn owner(
         &self,
         chown: Option<&super::Chown>,
@@ -523,6 +587,26 @@ impl Writer {
                 }
                 self.links.insert(inode, disk.clone());
             }
+            if entry.meta.len() >= DEFER_FROM {
+                let file = fs_err::File::create(&disk)
+                    .map_err(FileOpError::Io)?
+                    .into_parts()
+                    .0;
+                let (owner, mode) = copy_meta(entry, opts);
+                self.pending.push(Pending {
+                    from: entry.disk.clone(),
+                    file,
+                    disk,
+                    owner,
+                    mode,
+                    mtime: entry.meta.modified().ok(),
+                });
+                self.stats.files += 1;
+                if self.pending.len() >= PENDING_MAX {
+                    self.flush()?;
+                }
+                return Ok(());
+            }
             let bytes = fs_err::copy(&entry.disk, &disk).map_err(FileOpError::Io)?;
             self.stats.files += 1;
             self.stats.bytes += bytes;
@@ -585,6 +669,12 @@ struct CopyOpts<'a> {
 
 /// Owner, mode and mtime of a copy of `src`.
 fn finish_meta(disk: &Path, src: &Entry, opts: &CopyOpts) -> Result<(), FileOpError> {
+    let (owner, mode) = copy_meta(src, opts);
+    set_meta(disk, owner, mode, src.meta.modified().ok())
+}
+
+/// Owner and mode of a copy of `src`.
+fn copy_meta(src: &Entry, opts: &CopyOpts) -> (Owner, u32) {
     let owner = opts.owner.unwrap_or(Owner {
         uid: src.meta.uid(),
         gid: src.meta.gid(),
@@ -593,7 +683,7 @@ fn finish_meta(disk: &Path, src: &Entry, opts: &CopyOpts) -> Result<(), FileOpEr
     let mode = opts
         .chmod
         .map_or(mode, |c| c.apply(mode, src.meta.is_dir()));
-    set_meta(disk, owner, mode, src.meta.modified().ok())
+    (owner, mode)
 }
 
 /// chown, then chmod (chown clears set-id bits), then the mtime.
