@@ -12,6 +12,9 @@
 //! <state>/upper/<id>/   the upper dir: on the state's file system, so that a
 //! <state>/work/<id>/    RUN step's layer is persisted by a rename
 //! <state>/volumes/<id>/ anonymous volumes
+//! <state>/trash/<pid>-<n>/ finished runs' disk dirs, being removed by the
+//!                       process <pid> (see [`crate::trash`]); trash.lock
+//! <state>/stubs/<key>/  mount points shared by runs with the same set
 //! ```
 //!
 //! RUNS is `<state>/runs` when the state dir is on a tmpfs; else a directory

@@ -13,7 +13,11 @@
 //! tmp/                blobs and snapshots being written
 //! containers/         running containers (`kiln run`): a record and a held
 //!                     flock each, so rmi and GC leave their images alone
-//! db.lock, gc.lock    flock files (see below)
+//! db.lock, gc.lock    flock files (see below); db.lock also holds the
+//!                     database's write generation
+//! lookup-cache.json   names `kiln run` resolved, valid while the database
+//!                     is unchanged (so a run of the same image again opens
+//!                     no database: see `Store::open_and_resolve`)
 //! ```
 //!
 //! **Not for:** talking to registries (kiln-registry pulls and pushes through
