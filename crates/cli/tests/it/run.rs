@@ -83,6 +83,12 @@ impl Fixture {
         (out.status.code().unwrap_or(-1), stdout, stderr)
     }
 
+    /// `kiln run IMAGE sh -c SCRIPT`: (status, stdout).
+    fn sh_image(&self, image: &str, script: &str) -> (i32, String) {
+        let (out, stdout, _) = output(&mut self.run_image(&[], image, &["sh", "-c", script]));
+        (out.status.code().unwrap_or(-1), stdout)
+    }
+
     fn dir_entries(&self, sub: &str) -> Vec<String> {
         std::fs::read_dir(self.root.path().join(sub))
             .map(|d| {
@@ -754,5 +760,23 @@ fn the_container_starts_with_default_signal_dispositions_needs_root() {
         .find_map(|l| l.strip_prefix("SigIgn:"))
         .unwrap_or_else(|| panic!("no SigIgn in {stdout}"));
     assert_eq!(ignored.trim(), "0000000000000000", "{stdout}");
+    f.assert_clean();
+}
+
+#[test]
+fn run_sees_a_moved_tag_and_an_untag_at_once_needs_root() {
+    // `kiln run` answers an image it resolved before from the store's
+    // lookup cache; any change to the database must invalidate it.
+    let f = Fixture::new();
+    f.import("app", &["ENV WHICH=one"], |_| {});
+    assert_eq!(f.sh_image("app", "echo $WHICH"), (0, "one\n".into()));
+    assert_eq!(f.sh_image("app", "echo $WHICH"), (0, "one\n".into()));
+    f.import("app", &["ENV WHICH=two"], |_| {});
+    assert_eq!(f.sh_image("app", "echo $WHICH"), (0, "two\n".into()));
+    let (out, _, stderr) = output(kiln(f.root.path()).args(["rmi", "app"]));
+    assert!(out.status.success(), "{stderr}");
+    let (out, _, stderr) = output(&mut f.run_image(&[], "app", &["true"]));
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("Unable to find image 'app"), "{stderr}");
     f.assert_clean();
 }
