@@ -295,7 +295,7 @@ impl Digested<'_> {
         let mut h = Sha256::new();
         h.update(b"kiln-context-checksum-v1\n");
         let mut digests = self.digests.iter();
-        let mut scratch = String::new();
+        let mut scratch = Vec::with_capacity(256);
         for (text, matched) in &self.selection.sources {
             h.update(b"source\0");
             h.update(text.as_bytes());
@@ -509,6 +509,25 @@ impl Context {
         ancestry: &Ancestry,
         exclude: Option<(&ExcludeSet, &Path)>,
     ) -> Result<Vec<Entry>> {
+        let mut runs = Vec::new();
+        self.walk_into(dir, ancestry, exclude, &mut runs)?;
+        // Each entry is moved once, here: the parallel walk hands back
+        // runs in order rather than copying subtrees up level by level.
+        let mut out = Vec::with_capacity(runs.iter().map(Vec::len).sum());
+        for run in runs {
+            out.extend(run);
+        }
+        Ok(out)
+    }
+
+    /// [`Context::walk_dir`]'s entries, as runs appended to `runs`.
+    fn walk_into(
+        &self,
+        dir: &Entry,
+        ancestry: &Ancestry,
+        exclude: Option<(&ExcludeSet, &Path)>,
+        runs: &mut Vec<Vec<Entry>>,
+    ) -> Result<()> {
         let disk = self.root.join(&dir.rel);
         let mut children = Vec::new();
         for item in fs_err::read_dir(&disk)? {
@@ -525,26 +544,31 @@ impl Context {
             .max(1);
         let parts = children
             .par_chunks(chunk)
-            .map(|run| {
-                let mut out = Vec::with_capacity(run.len());
-                for (name, item) in run {
-                    self.walk_entry(dir, ancestry, exclude, name, item, &mut out)?;
+            .map(|names| {
+                let mut runs = Vec::new();
+                let mut run = Vec::with_capacity(names.len());
+                for (i, (name, item)) in names.iter().enumerate() {
+                    let left = names.len() - i - 1;
+                    self.walk_entry(
+                        dir, ancestry, exclude, name, item, &mut run, &mut runs, left,
+                    )?;
                 }
-                Ok(out)
+                if !run.is_empty() {
+                    runs.push(run);
+                }
+                Ok(runs)
             })
-            .collect::<Result<Vec<Vec<Entry>>>>()?;
-        if parts.len() == 1 {
-            return Ok(parts.into_iter().next().unwrap_or_default());
-        }
-        let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+            .collect::<Result<Vec<Vec<Vec<Entry>>>>>()?;
         for part in parts {
-            out.extend(part);
+            runs.extend(part);
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// One entry of [`Context::walk_dir`]: pushed to `out` (a directory
-    /// with everything below it) unless excluded.
+    /// One entry of [`Context::walk_dir`], unless excluded: a file is
+    /// pushed to `run`; a directory ends `run` (moved to `runs`, a new one
+    /// made for the `left` names to come) and its subtree's runs follow.
+    #[allow(clippy::too_many_arguments)] // one walk's state, passed down
     fn walk_entry(
         &self,
         dir: &Entry,
@@ -552,7 +576,9 @@ impl Context {
         exclude: Option<(&ExcludeSet, &Path)>,
         name: &std::ffi::OsStr,
         item: &fs_err::DirEntry,
-        out: &mut Vec<Entry>,
+        run: &mut Vec<Entry>,
+        runs: &mut Vec<Vec<Entry>>,
+        left: usize,
     ) -> Result<()> {
         let mut rel = PathBuf::with_capacity(dir.rel.as_os_str().len() + name.len() + 1);
         rel.push(&dir.rel);
@@ -580,15 +606,22 @@ impl Context {
         let meta = item.metadata()?;
         let entry = Entry::from_meta_with(rel, &meta, || item.path())?;
         if entry.kind != EntryKind::Dir {
-            out.push(entry);
+            run.push(entry);
             return Ok(());
         }
-        let below = self.walk_dir(&entry, own.as_ref().unwrap_or(ancestry), exclude)?;
-        if excluded && below.is_empty() {
+        let mut below = Vec::new();
+        self.walk_into(
+            &entry,
+            own.as_ref().unwrap_or(ancestry),
+            exclude,
+            &mut below,
+        )?;
+        if excluded && below.iter().all(Vec::is_empty) {
             return Ok(());
         }
-        out.push(entry);
-        out.extend(below);
+        run.push(entry);
+        runs.push(std::mem::replace(run, Vec::with_capacity(left)));
+        runs.extend(below);
         Ok(())
     }
 
@@ -872,25 +905,48 @@ pub(crate) fn lexical(text: &str) -> Result<PathBuf> {
     Ok(out)
 }
 
-fn write_entry(h: &mut Sha256, scratch: &mut String, e: &Entry, digest: Option<&[u8; 32]>) {
-    use std::fmt::Write as _;
-    h.update(e.rel.as_os_str().as_bytes());
-    h.update(b"\0");
-    h.update(e.kind.tag().as_bytes());
-    scratch.clear();
-    let _ = write!(scratch, "\0{:o}\0{}\0{}\0", e.mode, e.uid, e.gid);
-    h.update(scratch.as_bytes());
+/// One entry's part of the checksum, made in `buf` and hashed in one
+/// update: `PATH\0KIND\0MODE(octal)\0UID\0GID\0LINK\0HEX-DIGEST\n`.
+fn write_entry(h: &mut Sha256, buf: &mut Vec<u8>, e: &Entry, digest: Option<&[u8; 32]>) {
+    buf.clear();
+    buf.extend_from_slice(e.rel.as_os_str().as_bytes());
+    buf.push(0);
+    buf.extend_from_slice(e.kind.tag().as_bytes());
+    buf.push(0);
+    push_number(buf, e.mode, 8);
+    buf.push(0);
+    push_number(buf, e.uid, 10);
+    buf.push(0);
+    push_number(buf, e.gid, 10);
+    buf.push(0);
     if let Some(t) = &e.link_target {
-        h.update(t.as_os_str().as_bytes());
+        buf.extend_from_slice(t.as_os_str().as_bytes());
     }
-    h.update(b"\0");
+    buf.push(0);
     if let Some(d) = digest {
         let mut hex = [0u8; 64];
         if hex::encode_to_slice(d, &mut hex).is_ok() {
-            h.update(hex);
+            buf.extend_from_slice(&hex);
         }
     }
-    h.update(b"\n");
+    buf.push(b'\n');
+    h.update(&buf[..]);
+}
+
+/// `n` in base `radix` (8 or 10), as `format!` writes it.
+fn push_number(buf: &mut Vec<u8>, mut n: u32, radix: u32) {
+    let mut digits = [0u8; 11];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        // A digit below 10 always fits a u8.
+        digits[i] = b'0' + (n % radix).to_le_bytes()[0];
+        n /= radix;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
 }
 
 /// Whether a path component has glob syntax.
@@ -908,4 +964,64 @@ fn component_glob(pattern: &str) -> Result<GlobMatcher> {
             pattern: pattern.to_owned(),
             reason: e.kind().to_string(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checksum's entry encoding as first written (several updates,
+    /// `write!` for the numbers): the one-buffer form must hash the same
+    /// bytes, or every cache key would change.
+    fn write_entry_v1(h: &mut Sha256, e: &Entry, digest: Option<&[u8; 32]>) {
+        h.update(e.rel.as_os_str().as_bytes());
+        h.update(b"\0");
+        h.update(e.kind.tag().as_bytes());
+        h.update(format!("\0{:o}\0{}\0{}\0", e.mode, e.uid, e.gid).as_bytes());
+        if let Some(t) = &e.link_target {
+            h.update(t.as_os_str().as_bytes());
+        }
+        h.update(b"\0");
+        if let Some(d) = digest {
+            h.update(hex::encode(d).as_bytes());
+        }
+        h.update(b"\n");
+    }
+
+    #[test]
+    fn entry_encoding_is_unchanged() {
+        let stamp = Stamp {
+            dev: 0,
+            ino: 0,
+            size: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+        };
+        let mut buf = Vec::new();
+        for (i, (mode, uid, gid)) in [
+            (0, 0, 0),
+            (0o644, 1000, 1000),
+            (0o7777, u32::MAX, 65534),
+            (0o755, 7, 4_000_000_000),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let e = Entry {
+                rel: PathBuf::from(format!("dir/f{i}")),
+                kind: [EntryKind::File, EntryKind::Dir, EntryKind::Symlink][i % 3],
+                mode,
+                uid,
+                gid,
+                size: 3,
+                link_target: (i % 3 == 2).then(|| PathBuf::from("../target")),
+                stamp,
+            };
+            let digest = (i % 2 == 0).then_some([i.to_le_bytes()[0] * 17; 32]);
+            let (mut a, mut b) = (Sha256::new(), Sha256::new());
+            write_entry(&mut a, &mut buf, &e, digest.as_ref());
+            write_entry_v1(&mut b, &e, digest.as_ref());
+            assert_eq!(a.finalize(), b.finalize(), "{e:?}");
+        }
+    }
 }
