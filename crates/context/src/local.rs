@@ -242,8 +242,9 @@ struct Matched {
     rel: PathBuf,
     /// Symlinks followed to reach it (they are read too).
     via: Vec<Entry>,
-    /// The entry and, for a directory, everything under it (sorted).
-    entries: Vec<Entry>,
+    /// The entry and, for a directory, everything under it (sorted), in
+    /// runs as the walk made them (never copied into one list).
+    entries: Vec<Vec<Entry>>,
 }
 
 impl Selection {
@@ -266,7 +267,7 @@ impl Selection {
         self.sources
             .iter()
             .flat_map(|(_, m)| m.iter())
-            .flat_map(|m| m.via.iter().chain(m.entries.iter()))
+            .flat_map(|m| m.via.iter().chain(m.entries.iter().flatten()))
     }
 
     /// The paths each source text matched (relative to the root).
@@ -304,7 +305,7 @@ impl Digested<'_> {
                 h.update(b"match\0");
                 h.update(m.rel.as_os_str().as_bytes());
                 h.update(b"\n");
-                for e in m.via.iter().chain(m.entries.iter()) {
+                for e in m.via.iter().chain(m.entries.iter().flatten()) {
                     let d = digests.next().and_then(Option::as_ref);
                     write_entry(&mut h, &mut scratch, e, d);
                 }
@@ -668,16 +669,14 @@ impl Context {
                 let entry = Entry::from_meta(resolved.clone(), &disk, &meta)?;
                 let mut entries = Vec::new();
                 if entry.kind == EntryKind::Dir {
-                    let below = self.walk_dir(
+                    self.walk_into(
                         &entry,
                         &self.ignore.ancestry_of(&resolved.to_string_lossy()),
                         exclude.as_ref().map(|s| (s, resolved.as_path())),
+                        &mut entries,
                     )?;
-                    entries.push(entry);
-                    entries.extend(below);
-                } else {
-                    entries.push(entry);
                 }
+                entries.insert(0, vec![entry]);
                 matched.push(Matched { rel, via, entries });
             }
             if matched.is_empty() && (!is_pattern || !allow_empty) {
