@@ -15,11 +15,19 @@
 //!
 //! The helper forwards the signals it gets to the container's PID 1, kills
 //! the container when kiln's lifeline breaks, waits, and writes an
-//! [`Outcome`] next to the spec. Every mount lives in the container's own
+//! [`Outcome`] next to the spec.
+//!
+//! `kiln run` without a tty skips the helper when it can: before it has
+//! started any thread, it is as single-threaded as the helper, and
+//! [`crate::Prepared::run_here`] runs the same code (clone, supervise) in
+//! kiln's own process, checking the thread count first. That saves a second
+//! start of the kiln binary per container; the helper stays for RUN steps
+//! (called from tokio), for `-t` (which pumps the pty on threads), and for
+//! any process that has a second thread. Every mount lives in the container's own
 //! mount namespace, so none survives the container: not even after
 //! `kill -9` of kiln or of the helper (PID 1 has `PR_SET_PDEATHSIG`).
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -134,7 +142,16 @@ pub fn main(spec_path: &Path) -> i32 {
     let Ok(spec) = ContainerSpec::read(spec_path) else {
         return EXIT_RUNTIME_FAILURE;
     };
-    let outcome = run(&spec).unwrap_or_else(|e| Outcome::SetupFailed {
+    // SAFETY: the spec names a descriptor kiln passed to us; it stays open
+    // for the helper's lifetime.
+    let lifeline = spec
+        .lifeline_fd
+        .map(|fd| unsafe { BorrowedFd::borrow_raw(fd) });
+    let watch = Watch {
+        lifeline,
+        ..Watch::default()
+    };
+    let outcome = run(&spec, &watch).unwrap_or_else(|e| Outcome::SetupFailed {
         message: e.to_string(),
     });
     if outcome == Outcome::Cancelled {
@@ -161,7 +178,7 @@ pub fn main(spec_path: &Path) -> i32 {
 
 /// Remove the run's disk dirs: through a detached reaper when the spec
 /// names a trash dir (nothing waits for the removal), else here.
-fn remove_disk_dirs(spec: &ContainerSpec) {
+pub(crate) fn remove_disk_dirs(spec: &ContainerSpec) {
     match &spec.trash {
         Some(trash) => crate::trash::hand_off(trash, &spec.disk_dirs),
         None => {
@@ -194,7 +211,33 @@ fn clone_process(flags: libc::c_int) -> Result<Option<Pid>> {
     }
 }
 
-fn run(spec: &ContainerSpec) -> Result<Outcome> {
+/// What [`run`] watches and passes on besides the spec.
+#[derive(Default)]
+pub(crate) struct Watch<'a> {
+    /// kiln's lifeline: EOF (kiln gone) kills the container.
+    pub lifeline: Option<BorrowedFd<'a>>,
+    /// The container's stdin instead of this process's.
+    pub stdin: Option<BorrowedFd<'a>>,
+    /// What a SIGTERM becomes when passed on (the image's StopSignal).
+    pub stop_signal: Option<Signal>,
+}
+
+/// Whether this process has a single thread, so that it may clone the
+/// container itself (a clone in a multi-threaded process could copy a lock
+/// that another thread holds).
+pub(crate) fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .is_some_and(|n| n.trim() == "1")
+    })
+}
+
+/// Clone the container's PID 1 and supervise it until it is gone. Only in
+/// a single-threaded process: the helper, or kiln before it starts a
+/// thread (see [`single_threaded`]).
+pub(crate) fn run(spec: &ContainerSpec, watch: &Watch<'_>) -> Result<Outcome> {
     let signals = forwarded_signals();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)
         .map_err(RuntimeError::sys("block signals", "helper"))?;
@@ -214,6 +257,13 @@ fn run(spec: &ContainerSpec) -> Result<Outcome> {
         drop(err_r);
         drop(alive_w);
         drop(sigfd);
+        if let Some(stdin) = watch.stdin {
+            // SAFETY: dup2 onto stdin in the cloned child.
+            if unsafe { libc::dup2(stdin.as_raw_fd(), 0) } < 0 {
+                // SAFETY: leave the cloned child at once.
+                unsafe { libc::_exit(EXIT_RUNTIME_FAILURE) }
+            }
+        }
         let code = crate::init::run(spec, err_w, &alive_r);
         // SAFETY: leave the cloned child without running the helper's
         // destructors or atexit handlers.
@@ -242,12 +292,7 @@ fn run(spec: &ContainerSpec) -> Result<Outcome> {
         });
     }
 
-    // SAFETY: the spec names a descriptor kiln passed to us; it stays open
-    // for the helper's lifetime.
-    let lifeline = spec
-        .lifeline_fd
-        .map(|fd| unsafe { BorrowedFd::borrow_raw(fd) });
-    let outcome = supervise(child, &sigfd, lifeline)?;
+    let outcome = supervise(child, &sigfd, watch)?;
     drop(alive_w);
     Ok(outcome)
 }
@@ -267,10 +312,10 @@ fn read_all(fd: &OwnedFd) -> Vec<u8> {
 
 /// Wait for the container, forwarding signals, and kill it if the lifeline
 /// breaks.
-fn supervise(child: Pid, sigfd: &SignalFd, lifeline: Option<BorrowedFd<'_>>) -> Result<Outcome> {
+fn supervise(child: Pid, sigfd: &SignalFd, watch: &Watch<'_>) -> Result<Outcome> {
     loop {
         let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
-        if let Some(l) = lifeline {
+        if let Some(l) = watch.lifeline {
             fds.push(PollFd::new(l, PollFlags::POLLIN));
         }
         match poll(&mut fds, PollTimeout::NONE) {
@@ -291,6 +336,10 @@ fn supervise(child: Pid, sigfd: &SignalFd, lifeline: Option<BorrowedFd<'_>>) -> 
                 continue;
             }
             if let Ok(sig) = Signal::try_from(signo) {
+                let sig = match (sig, watch.stop_signal) {
+                    (Signal::SIGTERM, Some(stop)) => stop,
+                    _ => sig,
+                };
                 let _ = kill(child, sig);
             }
         }

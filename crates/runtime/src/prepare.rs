@@ -415,6 +415,7 @@ impl Runtime {
             lifeline_read: None,
             inherited: Vec::new(),
             helper: self.helper.clone(),
+            spec: None,
         };
 
         let mut mounts = Vec::new();
@@ -536,6 +537,7 @@ impl Runtime {
             trash: config.reap_detached.then(|| self.reaper.trash.clone()),
         };
         spec.write(&dir.join("spec.json"))?;
+        prepared.spec = Some(Box::new(spec));
         prepared.lifeline = Some(write);
         prepared.lifeline_read = Some(read);
         Ok(prepared)
@@ -740,6 +742,7 @@ pub struct Prepared {
     lifeline_read: Option<OwnedFd>,
     inherited: Vec<OwnedFd>,
     helper: PathBuf,
+    spec: Option<Box<ContainerSpec>>,
 }
 
 impl Prepared {
@@ -781,6 +784,41 @@ impl Prepared {
             });
         }
         cmd
+    }
+
+    /// Run the container from this process, as the helper would, when the
+    /// process is still single-threaded (`kiln run` without a tty, before
+    /// it starts a thread): that saves starting the kiln binary a second
+    /// time. Returns `Ok(None)` and does nothing when the process has more
+    /// than one thread; the caller then spawns [`Prepared::command`].
+    ///
+    /// The container gets this process's stdio, except stdin when `stdin`
+    /// is given. The forwarded signals are blocked here and passed on to
+    /// the container's PID 1 (SIGTERM as `stop_signal`, when given) until
+    /// it is gone; they stay blocked afterwards. There is no lifeline: PID
+    /// 1 dies with this process (`PR_SET_PDEATHSIG`), and what a killed
+    /// process leaves is removed by the next [`Runtime::clean_stale`].
+    pub fn run_here(
+        &mut self,
+        stdin: Option<BorrowedFd<'_>>,
+        stop_signal: Option<nix::sys::signal::Signal>,
+    ) -> Result<Option<Outcome>> {
+        let Some(spec) = &self.spec else {
+            return Ok(None);
+        };
+        if !crate::helper::single_threaded() {
+            return Ok(None);
+        }
+        let watch = crate::helper::Watch {
+            lifeline: None,
+            stdin,
+            stop_signal,
+        };
+        let outcome = crate::helper::run(spec, &watch)?;
+        if spec.trash.is_some() {
+            crate::helper::remove_disk_dirs(spec);
+        }
+        Ok(Some(outcome))
     }
 
     /// Have the run's disk dirs removed by the runtime's background
@@ -928,6 +966,14 @@ mod tests {
         assert_eq!(std::fs::read(dir.join("secrets/0")).unwrap(), b"s3cret");
         // a concurrent cleaner must not touch a live run
         assert_eq!(rt.clean_stale().unwrap(), 0);
+        // With a second thread alive, the run is left to the helper.
+        let mut prepared = prepared;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || rx.recv());
+        assert!(matches!(prepared.run_here(None, None), Ok(None)));
+        drop(tx);
+        let _ = other.join();
+        assert!(dir.join("spec.json").exists(), "still prepared");
         drop(prepared);
         assert!(!dir.exists());
     }

@@ -23,7 +23,7 @@
 //! again after releasing it.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -33,6 +33,9 @@ use nix::unistd::ForkResult;
 /// The hidden first argument that turns `kiln` into a trash reaper
 /// (`kiln __reap TRASH-DIR`).
 pub const REAPER_ARG: &str = "__reap";
+
+/// The process name (`comm`) of a reaper that `hand_off` forks.
+pub const REAPER_NAME: &std::ffi::CStr = c"kiln-reaper";
 
 /// The lock reapers hold while they sweep (`<state>/trash.lock`).
 fn lock_path(trash: &Path) -> PathBuf {
@@ -152,10 +155,11 @@ pub(crate) fn spawn_if_orphans(trash: &Path, helper: &Path) -> bool {
 /// Directories that cannot be moved are removed here, before returning, and
 /// so are directories on a tmpfs (removing them is cheaper than a fork).
 ///
-/// Only for the single-threaded runtime helper at its very end: it first
-/// closes every descriptor it holds (its stdio becomes `/dev/null`), so the
-/// reaper keeps nothing of kiln's open — no pipe a caller waits on for EOF,
-/// no lock that marks the container as running.
+/// Only for a single-threaded process (the runtime helper at its very end,
+/// or `kiln run` once its container is gone): the reaper first closes every
+/// descriptor it inherited (its stdio becomes `/dev/null`), so it keeps
+/// nothing of kiln's open — no pipe a caller waits on for EOF, no lock that
+/// marks the container as running.
 pub(crate) fn hand_off(trash: &Path, dirs: &[PathBuf]) {
     let dirs: Vec<&PathBuf> = dirs
         .iter()
@@ -176,16 +180,26 @@ pub(crate) fn hand_off(trash: &Path, dirs: &[PathBuf]) {
     if on_tmpfs || std::fs::create_dir_all(trash).is_err() {
         return remove_here(&dirs);
     }
-    detach_descriptors();
     let Ok((ready_r, ready_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
         return remove_here(&dirs);
     };
-    // SAFETY: the helper is single-threaded: the child may allocate and
+    // A fork of `kiln run` carries its command line: the name says what it
+    // is (`ps -o comm`, top). Set before the fork, so the reaper has it
+    // from its first instruction, and put back in the parent.
+    let name = nix::sys::prctl::get_name().ok();
+    let _ = nix::sys::prctl::set_name(REAPER_NAME);
+    // SAFETY: the caller is single-threaded: the child may allocate and
     // use the file system like any process.
-    match unsafe { nix::unistd::fork() } {
+    let forked = unsafe { nix::unistd::fork() };
+    if let (Some(name), Ok(ForkResult::Parent { .. }) | Err(_)) = (&name, &forked) {
+        let _ = nix::sys::prctl::set_name(name);
+    }
+    match forked {
         Err(_) => remove_here(&dirs),
         Ok(ForkResult::Child) => {
-            drop(ready_w);
+            detach_descriptors(ready_r.as_raw_fd());
+            // Closed with the rest (the Rust object is not dropped).
+            std::mem::forget(ready_w);
             // EOF once the parent has moved the directories (or died).
             let mut buf = [0u8; 1];
             while matches!(
@@ -215,22 +229,41 @@ pub(crate) fn hand_off(trash: &Path, dirs: &[PathBuf]) {
     }
 }
 
-/// Point stdin, stdout and stderr at `/dev/null` and close every other
-/// descriptor.
-fn detach_descriptors() {
-    if let Ok(null) = std::fs::OpenOptions::new()
+/// In a forked reaper: point stdin, stdout and stderr at `/dev/null` and
+/// close every other descriptor but `keep` (the reaper's own pipe, which
+/// `pipe2` put above the standard three when they were open).
+fn detach_descriptors(keep: RawFd) {
+    let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")
-    {
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        .ok()
+        .map(IntoRawFd::into_raw_fd);
+    for fd in 0..3 {
+        if fd == keep || Some(fd) == null {
+            continue;
         }
+        match null {
+            // SAFETY: dup2 onto the standard descriptors.
+            Some(null) => unsafe { libc::dup2(null, fd) },
+            // SAFETY: closes a standard descriptor in the reaper.
+            None => unsafe { libc::close(fd) },
+        };
     }
-    // SAFETY: closes descriptors 3 and up; the helper holds no Rust object
-    // that owns one by now (its caller has dropped them).
-    unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+    if let Some(null) = null.filter(|n| *n >= 3) {
+        // SAFETY: the descriptor was opened above and is owned by nothing.
+        unsafe { libc::close(null) };
+    }
+    let keep = libc::c_uint::try_from(keep).unwrap_or(0);
+    // SAFETY: closes inherited descriptors in the reaper, which owns no
+    // Rust object for them beyond `keep` (its parent's objects are never
+    // dropped here: the reaper leaves by `_exit`).
+    unsafe {
+        if keep >= 3 {
+            libc::close_range(3, keep - 1, 0);
+        }
+        libc::close_range(keep.max(2) + 1, libc::c_uint::MAX, 0);
+    }
 }
 
 #[cfg(test)]

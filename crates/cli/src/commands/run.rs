@@ -8,6 +8,7 @@
 //! the container is registered in the store, so `rmi` and `prune` leave
 //! its image alone and `--name` is unique.
 
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -566,6 +567,22 @@ fn execute(
     let mut prepared = runtime
         .prepare(config)
         .map_err(|e| fatal(Exit::RUNTIME_FAILURE, e.to_string()))?;
+    if !args.tty {
+        // Without a tty there is nothing to pump, and no thread has been
+        // started yet: kiln itself clones the container (the runtime falls
+        // back to the helper below when the process has another thread).
+        let null = if args.interactive {
+            None
+        } else {
+            Some(File::open("/dev/null").context("opening /dev/null")?)
+        };
+        let outcome = prepared
+            .run_here(null.as_ref().map(AsFd::as_fd), stop_signal)
+            .map_err(|e| fatal(Exit::RUNTIME_FAILURE, e.to_string()))?;
+        if let Some(outcome) = outcome {
+            return exit_for(outcome);
+        }
+    }
     // The helper holds the container's registration too: it stays until
     // the container is gone, even when kiln is killed first.
     if let Some(lock) = container.lock_file() {
@@ -676,6 +693,11 @@ fn execute(
     let outcome = prepared
         .outcome(&status)
         .map_err(|e| fatal(Exit::RUNTIME_FAILURE, e.to_string()))?;
+    exit_for(outcome)
+}
+
+/// kiln's exit status for how the container ended (docker's codes).
+fn exit_for(outcome: Outcome) -> Result<Exit> {
     match outcome {
         Outcome::ExecFailed { code, message } => {
             Err(fatal(Exit(u8::try_from(code).unwrap_or(127)), message))
