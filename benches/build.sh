@@ -16,7 +16,8 @@
 #
 # Everything (contexts, kiln's store, dockerd's and buildah's storage) lives
 # on a tmpfs mounted for the run, so the numbers are CPU and memory bound
-# and comparable between tools, not bound to this machine's disk. Needs
+# and comparable between tools, not bound to this machine's disk; memory is
+# warmed before each timed build (BENCH_WARM_MB, see below). Needs
 # root (tmpfs, namespaces). Installs hyperfine if missing (Debian package);
 # docker (Debian package docker.io: a private dockerd is started with its
 # own data root, no bridge or iptables, and stopped by PID) and buildah are
@@ -34,7 +35,7 @@ while getopts "r:t:o:h" opt; do
     r) runs=$OPTARG ;;
     t) tools=$OPTARG ;;
     o) out=$OPTARG ;;
-    *) sed -n '2,24p' "$0"; exit 2 ;;
+    *) sed -n '2,25p' "$0"; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -89,6 +90,23 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$work/ctx" "$work/json" "$work/kiln"
+
+# These VMs back guest memory lazily: a page the guest freed a minute ago
+# has gone back to the host, and touching it again costs ~4× (a 1 GiB write
+# to a tmpfs: 2.2 s fresh, 0.5 s into pages freed seconds before). A build
+# that adds gigabytes to the tmpfs (bigcopy's rebuilds) would time the
+# host's paging, whichever tool runs. So every timed build's --prepare
+# first writes and deletes BENCH_WARM_MB (default 3072; 0: off) on a tmpfs
+# of its own: the build then gets pages the guest has just used.
+warm_mb=${BENCH_WARM_MB:-3072}
+if [ "$warm_mb" -gt 0 ]; then
+  mkdir -p "$work/warm"
+  mount -t tmpfs -o size=${warm_mb}m,mode=0700 tmpfs "$work/warm"
+  printf 'dd if=/dev/zero of=%s/warm/f bs=1M count=%s status=none 2>/dev/null\nrm -f %s/warm/f\n' \
+    "$work" "$warm_mb" "$work" >"$work/warm.sh"
+else
+  : >"$work/warm.sh"
+fi
 "$repo/target/debug/corpus-tool" base-tar "$work/base.tar"
 
 # ---- workloads --------------------------------------------------------------
@@ -208,8 +226,8 @@ for w in "${workloads[@]}"; do
   for tool in kiln docker buildah; do
     have "$tool" || continue
     build=$("${tool}_build" "$ctx" "bench/$w")
-    reset="sh $work/$tool-reset.sh"
-    change=$(change_cmd "$ctx" "$CHANGE_FILE")
+    reset="sh $work/$tool-reset.sh && sh $work/warm.sh"
+    change="$(change_cmd "$ctx" "$CHANGE_FILE") && sh $work/warm.sh"
     j=$work/json/$w.$tool
     echo "build.sh: $w / $tool"
     hyperfine --style basic --runs "$runs" --prepare "$reset" --export-json "$j.cold.json" "$build" \
@@ -226,7 +244,7 @@ done
 
 mkdir -p "$repo/benches/results"
 [ -n "$out" ] || out=$repo/benches/results/build-$(date -u +%Y%m%d-%H%M).md
-python3 - "$work/json" "$out" "$runs" "${workloads[@]}" <<'PY'
+WARM_MB=$warm_mb python3 - "$work/json" "$out" "$runs" "${workloads[@]}" <<'PY'
 import json, os, sys, platform
 jdir, out, runs, workloads = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 tools = ["kiln", "docker", "buildah"]
@@ -237,7 +255,7 @@ def med(w, t, s):
         return json.load(open(p))["results"][0]["median"]
     except (OSError, ValueError, KeyError, IndexError):
         return None  # not timed, or the runs failed (see the log)
-lines = [f"Whole-build medians in seconds ({runs} runs each; tmpfs; {os.cpu_count()} cores; {platform.node()})", "",
+lines = [f"Whole-build medians in seconds ({runs} runs each; tmpfs, {os.environ['WARM_MB']} MiB warmed before each build; {os.cpu_count()} cores; {platform.node()})", "",
          "| workload | scenario | " + " | ".join(present) + (" | docker/kiln (>1: kiln faster) |" if "docker" in present else " |"),
          "|---|---|" + "---|" * len(present) + ("---|" if "docker" in present else "")]
 for w in workloads:
