@@ -9,17 +9,20 @@
 //!
 //! # Design
 //!
-//! kiln never forks in its own, multi-threaded process. It re-executes
-//! itself as a helper (`kiln __runtime SPEC-FILE`, see [`helper`]), which
-//! clones the container's PID 1 into new PID, mount, UTS and IPC namespaces
-//! (and a network namespace for `--network none`). PID 1 mounts an overlay
-//! of the lower dirs (`redirect_dir=off,metacopy=off,index=off`, through
-//! short relative links), with a bottom "stubs" dir holding the runtime's
-//! mount points so they never reach the upper dir; resolves every mount
-//! target with `openat2(RESOLVE_IN_ROOT)`; pivots; sets hostname, user,
-//! capabilities; closes inherited descriptors; and execs the command found
-//! on the container's `PATH`. All mounts live in the container's mount
-//! namespace and vanish with it. PID 1 dies with the helper
+//! kiln never forks in a multi-threaded process. It re-executes itself as
+//! a helper (`kiln __runtime SPEC-FILE`, see [`helper`]); `kiln run`
+//! without a tty, which has not started a thread yet, runs the helper's
+//! code in its own process instead ([`Prepared::run_here`], which checks
+//! the thread count first). Either clones the container's PID 1 into new
+//! PID, mount, UTS and IPC namespaces (and a network namespace for
+//! `--network none`). PID 1 mounts an overlay of the lower dirs
+//! (`redirect_dir=off,metacopy=off,index=off`, through short relative
+//! links), with a bottom "stubs" dir holding the runtime's mount points so
+//! they never reach the upper dir; resolves every mount target with
+//! `openat2(RESOLVE_IN_ROOT)`; pivots; sets hostname, user, capabilities;
+//! closes inherited descriptors; and execs the command found on the
+//! container's `PATH`. All mounts live in the container's mount namespace
+//! and vanish with it. PID 1 dies with the process that cloned it
 //! (`PR_SET_PDEATHSIG`), and the helper kills it when kiln's lifeline pipe
 //! breaks. Every OS call of the set-up goes through [`sys::Sys`], so the
 //! mount plan is tested without root against [`sys::RecordingSys`].
