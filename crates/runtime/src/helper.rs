@@ -15,17 +15,17 @@
 //!
 //! The helper forwards the signals it gets to the container's PID 1, kills
 //! the container when kiln's lifeline breaks, waits, and writes an
-//! [`Outcome`] next to the spec.
+//! [`Outcome`] next to the spec. Every mount lives in the container's own
+//! mount namespace, so none survives the container: not even after
+//! `kill -9` of kiln or of the helper (PID 1 has `PR_SET_PDEATHSIG`).
 //!
 //! `kiln run` without a tty skips the helper when it can: before it has
 //! started any thread, it is as single-threaded as the helper, and
 //! [`crate::Prepared::run_here`] runs the same code (clone, supervise) in
-//! kiln's own process, checking the thread count first. That saves a second
-//! start of the kiln binary per container; the helper stays for RUN steps
-//! (called from tokio), for `-t` (which pumps the pty on threads), and for
-//! any process that has a second thread. Every mount lives in the container's own
-//! mount namespace, so none survives the container: not even after
-//! `kill -9` of kiln or of the helper (PID 1 has `PR_SET_PDEATHSIG`).
+//! kiln's own process, checking the thread count first. That saves a
+//! second start of the kiln binary per container; the helper stays for RUN
+//! steps (called from tokio), for `-t` (which pumps the pty on threads),
+//! and for any process that has a second thread.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;

@@ -680,15 +680,8 @@ fn run_names_are_unique_and_rmi_refuses_a_running_image_needs_root() {
     wait_until("the first container to go", || {
         pids_with_cmdline("sleep 4545").is_empty()
     });
-    // A runtime helper, had kiln used one, would hold the registration
-    // until it has cleaned up and exited (its command line names the spec
-    // in the runs dir).
-    let runs_dirs = kiln_runtime::prepare::run_entry_dirs(&f.root.path().join("runtime"));
-    wait_until("the first container's helper to exit", || {
-        runs_dirs
-            .iter()
-            .all(|d| pids_with_cmdline(&d.display().to_string()).is_empty())
-    });
+    // kiln ran the container itself (no tty) and held the registration:
+    // it went with kiln, the name is free at once.
     let (out, _, stderr) = output(&mut f.run(&["--name", "web"], &["true"]));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let (out, _, stderr) = output(kiln(f.root.path()).args(["rmi", "bb"]));
