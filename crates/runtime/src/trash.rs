@@ -13,8 +13,8 @@
 //! its helper forks once the container is gone (`hand_off`). An entry
 //! whose process is gone is an orphan (that process was killed): any reaper
 //! sweeps orphans, and [`crate::Runtime::open`] starts one
-//! (`spawn_if_orphans`, `kiln __reap TRASH`) when it finds orphans and no
-//! reaper is at work. So the trash holds only what live processes are
+//! (`spawn_if_orphans`, `kiln __reap TRASH`) when it finds orphans; it
+//! waits for a reaper at work to finish. So the trash holds only what live processes are
 //! removing, plus what killed ones left until the next kiln starts.
 //!
 //! Reapers take an exclusive `flock` on `<state>/trash.lock` while they
@@ -117,20 +117,16 @@ pub fn main(trash: &Path) -> i32 {
 }
 
 /// Start a detached reaper (`helper __reap TRASH`) when the trash holds
-/// orphans and no reaper holds the lock. Returns whether one was started.
+/// orphans. Returns whether one was started. It waits for the lock, so a
+/// reaper at work is not disturbed; the lock is not tried here, because a
+/// holder need not be a reaper that will look again (a process forked
+/// from one that had the lock open holds it until it execs).
 /// The child is waited for on a thread, so a long-lived caller keeps no
 /// zombie.
 pub(crate) fn spawn_if_orphans(trash: &Path, helper: &Path) -> bool {
     if orphans(trash).is_empty() {
         return false;
     }
-    let Some(lock) = open_lock(trash) else {
-        return false;
-    };
-    if !flock(&lock, libc::LOCK_EX | libc::LOCK_NB) {
-        return false; // a reaper is at work and looks again when done
-    }
-    drop(lock);
     let child = Command::new(helper)
         .arg(REAPER_ARG)
         .arg(trash)
@@ -294,18 +290,21 @@ mod tests {
     }
 
     #[test]
-    fn no_reaper_starts_while_another_holds_the_lock() {
+    fn a_reaper_starts_for_orphans_only_and_even_while_the_lock_is_held() {
         let state = tempfile::tempdir().unwrap();
         let trash = state.path().join("trash");
         assert!(
             !spawn_if_orphans(&trash, Path::new("/bin/true")),
             "no trash"
         );
+        // An entry of a live process is no orphan.
+        std::fs::create_dir_all(trash.join(format!("{}-0", std::process::id()))).unwrap();
+        assert!(!spawn_if_orphans(&trash, Path::new("/bin/true")));
+        // The lock's holder may be no reaper (a fork that has not exec'd
+        // yet): the new reaper waits for the lock instead of giving up.
         std::fs::create_dir_all(trash.join("999999999-0")).unwrap();
         let lock = open_lock(&trash).unwrap();
         assert!(flock(&lock, libc::LOCK_EX));
-        assert!(!spawn_if_orphans(&trash, Path::new("/bin/true")));
-        drop(lock);
         assert!(spawn_if_orphans(&trash, Path::new("/bin/true")));
     }
 }
