@@ -10,12 +10,13 @@
 //! Every entry is named `<pid>-<n>` after the process that removes it: a
 //! RUN step's entries after the build process (its reaper thread, see
 //! [`crate::prepare`]), a `kiln run` container's after the detached reaper
-//! its helper forks once the container is gone (`hand_off`). An entry
-//! whose process is gone is an orphan (that process was killed): any reaper
-//! sweeps orphans, and [`crate::Runtime::open`] starts one
-//! (`spawn_if_orphans`, `kiln __reap TRASH`) when it finds orphans; it
-//! waits for a reaper at work to finish. So the trash holds only what live processes are
-//! removing, plus what killed ones left until the next kiln starts.
+//! that kiln (or its helper) forks once the container is gone
+//! (`hand_off`). An entry whose process is gone is an orphan (that process
+//! was killed): any reaper sweeps orphans, and [`crate::Runtime::open`]
+//! starts one (`spawn_if_orphans`, `kiln __reap TRASH`) when it finds
+//! orphans; it waits for a reaper at work to finish. So the trash holds
+//! only what live processes are removing, plus what killed ones left until
+//! the next kiln starts.
 //!
 //! Reapers take an exclusive `flock` on `<state>/trash.lock` while they
 //! sweep, so two never remove the same tree at once; one that gives up

@@ -574,7 +574,10 @@ fn execute(
         let null = if args.interactive {
             None
         } else {
-            Some(File::open("/dev/null").context("opening /dev/null")?)
+            Some(
+                File::open("/dev/null")
+                    .map_err(|e| fatal(Exit::RUNTIME_FAILURE, format!("opening /dev/null: {e}")))?,
+            )
         };
         let outcome = prepared
             .run_here(null.as_ref().map(AsFd::as_fd), stop_signal)
