@@ -43,13 +43,24 @@ fn lock_path(trash: &Path) -> PathBuf {
     trash.with_extension("lock")
 }
 
-fn open_lock(trash: &Path) -> Option<File> {
+fn open_lock(trash: &Path) -> std::io::Result<File> {
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(lock_path(trash))
-        .ok()
+}
+
+/// Take the reapers' lock for the trash dir `trash`, waiting for it: no
+/// reaper sweeps while the returned file is open (tests hold it to keep a
+/// reaper waiting).
+pub fn hold_lock(trash: &Path) -> std::io::Result<File> {
+    let lock = open_lock(trash)?;
+    if flock(&lock, libc::LOCK_EX) {
+        Ok(lock)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn flock(file: &File, op: libc::c_int) -> bool {
@@ -82,7 +93,7 @@ pub fn orphans(trash: &Path) -> Vec<PathBuf> {
 /// again: orphans that appeared meanwhile are swept too, unless another
 /// reaper holds the lock by then (and will look again itself).
 pub fn reap(trash: &Path, own: &[PathBuf]) {
-    let Some(lock) = open_lock(trash) else {
+    let Ok(lock) = open_lock(trash) else {
         // No lock file (the state dir is gone or read-only): our own
         // entries still go.
         for dir in own {
@@ -304,8 +315,7 @@ mod tests {
         // The lock's holder may be no reaper (a fork that has not exec'd
         // yet): the new reaper waits for the lock instead of giving up.
         std::fs::create_dir_all(trash.join("999999999-0")).unwrap();
-        let lock = open_lock(&trash).unwrap();
-        assert!(flock(&lock, libc::LOCK_EX));
+        let _lock = hold_lock(&trash).unwrap();
         assert!(spawn_if_orphans(&trash, Path::new("/bin/true")));
     }
 }

@@ -784,62 +784,44 @@ fn run_sees_a_moved_tag_and_an_untag_at_once_needs_root() {
 
 #[test]
 fn the_reaper_a_run_leaves_keeps_none_of_kilns_descriptors_needs_root() {
-    use std::os::fd::AsRawFd as _;
     let f = Fixture::new();
     // With the trash lock held, the reaper that `kiln run` forks to remove
     // the run's directories waits: it is still there after kiln has exited.
-    assert_eq!(
-        f.sh(&[], "true").0,
-        0,
-        "a first run makes the runtime's state"
-    );
-    f.assert_clean();
-    let runtime = f.root.path().join("runtime");
-    let lock = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(runtime.join("trash.lock"))
-        .unwrap();
-    // SAFETY: flock on a descriptor we own.
-    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-    // `output` reads kiln's stdout and stderr to EOF: the waiting reaper
-    // must hold neither. (Were it to, a watchdog lets it go after 10 s.)
-    let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (done, wait) = std::sync::mpsc::channel::<()>();
-    let watchdog = {
-        let fired = std::sync::Arc::clone(&fired);
-        std::thread::spawn(move || {
-            if wait.recv_timeout(Duration::from_secs(10)).is_err() {
-                fired.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-            drop(lock);
+    // (Taken before any run, so that no run before the one under test can
+    // hang the test.)
+    let trash = f.root.path().join("runtime/trash");
+    std::fs::create_dir_all(f.root.path().join("runtime")).unwrap();
+    let lock = kiln_runtime::trash::hold_lock(&trash).unwrap();
+    let reaper = || -> Option<i32> {
+        std::fs::read_dir(&trash).ok()?.flatten().find_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.split('-').next()?.parse().ok()
         })
     };
-    let (out, stdout, stderr) = output(&mut f.run(&["--name", "held"], &["echo", "hi"]));
-    assert!(
-        !fired.load(std::sync::atomic::Ordering::SeqCst),
-        "kiln's output stayed open until the reaper could go on"
-    );
+    // Meanwhile kiln's stdout and stderr reach EOF: the reaper holds
+    // neither.
+    let mut run = f.run(&["--name", "held"], &["echo", "hi"]);
+    let (sent, got) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sent.send(output(&mut run));
+    });
+    let Ok((out, stdout, stderr)) = got.recv_timeout(Duration::from_secs(30)) else {
+        // End the test rather than wait for ever: the reaper goes.
+        if let Some(pid) = reaper() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+        panic!("kiln's output stayed open while its reaper waited");
+    };
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout, "hi\n");
-    let trash = runtime.join("trash");
-    let reaper = std::fs::read_dir(&trash)
-        .unwrap()
-        .flatten()
-        .find_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.split('-').next().and_then(|p| p.parse::<i32>().ok())
-        })
-        .expect("the run's directories wait in the trash");
+    let pid = reaper().expect("the run's directories wait in the trash");
     assert_eq!(
-        std::fs::read_to_string(format!("/proc/{reaper}/comm")).unwrap(),
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap(),
         format!("{}\n", kiln_runtime::trash::REAPER_NAME.to_string_lossy())
     );
     // Nor the container's registration: the name is free at once.
     let (out, _, stderr) = output(&mut f.run(&["--name", "held"], &["true"]));
     assert!(out.status.success(), "{stderr}");
-    let _ = done.send(());
-    watchdog.join().unwrap();
+    drop(lock);
     f.assert_clean();
 }

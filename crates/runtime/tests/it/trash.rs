@@ -3,7 +3,6 @@
 //! removal, and nothing stays for good, even when the reaper is killed.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::mpsc;
@@ -33,15 +32,7 @@ fn is_tmpfs(path: &Path) -> bool {
 
 /// Hold the reapers' lock: a reaper started meanwhile waits for it.
 fn hold_trash_lock(state: &Path) -> File {
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(state.join("trash.lock"))
-        .unwrap();
-    // SAFETY: flock on a descriptor we own.
-    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-    lock
+    kiln_runtime::trash::hold_lock(&state.join("trash")).unwrap()
 }
 
 /// Run `script` in a detached-reaping container; returns the outcome, the
